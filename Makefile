@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   create .venv, install zoo, train SimCLR on Fashion-MNIST (CPU, ~10 min), evaluate, export, reload
+#   make test   create .venv, install zoo with its test extras, run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+DEMO_RUN := runs/simclr-fashion-mnist
+
+.PHONY: demo test install fashion-mnist clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# reinstall when the dependency list changes
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fashion-MNIST ships as a Debian package here (no internet needed); elsewhere, point FASHION_MNIST_DIR at a folder
+# holding the four IDX .gz files from https://github.com/zalandoresearch/fashion-mnist
+fashion-mnist:
+	@if [ -f "$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian package dataset-fashion-mnist"; \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
+	else \
+		echo "Fashion-MNIST not found in $(FASHION_MNIST_DIR): run 'sudo apt-get install dataset-fashion-mnist', or download the four IDX .gz files and run 'make demo FASHION_MNIST_DIR=/path/to/them'"; exit 1; \
+	fi
+
+demo: $(STAMP) fashion-mnist
+	rm -rf $(DEMO_RUN)
+	$(BIN)/zoo fit --config configs/simclr/fashion_mnist.yaml --config configs/trainer/cpu.yaml \
+		--data.init_args.data_dir $(FASHION_MNIST_DIR)
+	$(BIN)/python -m zoo.demo --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt --export-dir checkpoints/simclr-fashion-mnist
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from zoo.encoders.image import ImageEncoder
+
+
+def test_small_image_stem_keeps_resolution(tiny_encoder):
+    small = ImageEncoder(tiny_encoder)
+    default = ImageEncoder({**tiny_encoder, "small_image_stem": False})
+    conv1 = small.backbone.conv1
+    assert conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
+    assert isinstance(small.backbone.maxpool, torch.nn.Identity)
+    assert default.backbone.conv1.stride == (2, 2)
+    # the 3×3 stride-1 stem keeps 8× more spatial positions into layer1 (no stride-2 conv, no max-pool)
+    x = torch.rand(2, 1, 32, 32)
+    feats = {}
+    for name, enc in (("small", small), ("default", default)):
+        enc.backbone.layer1.register_forward_hook(lambda m, i, o, name=name: feats.__setitem__(name, o.shape[-1]))
+        assert enc(x).shape == (2, 64)
+    assert feats == {"small": 32, "default": 8}
+
+
+def test_uint8_and_float_inputs_give_the_same_embedding(tiny_encoder):
+    enc = ImageEncoder({**tiny_encoder, "mean": [0.3], "std": [0.2]}).eval()
+    images = torch.randint(0, 256, (3, 1, 12, 12), dtype=torch.uint8)
+    expected = enc.backbone((images.float() / 255 - 0.3) / 0.2)
+    torch.testing.assert_close(enc(images), expected)
+    torch.testing.assert_close(enc(images.float() / 255), expected)
+
+
+def test_normalisation_is_not_a_state_dict_entry(tiny_encoder):
+    # mean/std come from config.json, so the weights file holds only learned tensors
+    enc = ImageEncoder({**tiny_encoder, "mean": [0.3], "std": [0.2]})
+    assert not any(k.endswith(("mean", "std")) and "bn" not in k and "running" not in k for k in enc.state_dict())
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 12), (2, 3, 12, 12), (2, 1, 1, 12, 12)])
+def test_wrong_input_shape_names_the_problem(tiny_encoder, shape):
+    enc = ImageEncoder(tiny_encoder)
+    with pytest.raises(ValueError, match="images"):
+        enc(torch.rand(shape))
+
+
+def test_unknown_timm_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="resnet_does_not_exist"):
+        ImageEncoder({"name": "resnet_does_not_exist"})

@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+
+from zoo.methods.base import warmup_cosine_factor
+from zoo.methods.simclr import SimCLR
+
+
+def test_warmup_then_cosine():
+    factors = [warmup_cosine_factor(s, warmup_steps=4, total_steps=14) for s in range(15)]
+    assert factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert factors[4] == pytest.approx(1.0)
+    assert factors[9] == pytest.approx(0.5)  # half-way through the cosine part
+    assert factors[14] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert warmup_cosine_factor(14, 4, 14, min_lr_ratio=0.1) == pytest.approx(0.1)
+    assert warmup_cosine_factor(0, 0, 10) == 1.0
+
+
+def test_parameter_groups_exclude_norm_and_bias_from_weight_decay(tiny_encoder):
+    model = SimCLR(encoder=tiny_encoder, num_classes=5, weight_decay=1e-4, probe_lr=0.05)
+    groups = {g["name"]: g for g in model.parameter_groups()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = [names[id(p)] for p in groups["decay"]["params"]]
+    no_decay = [names[id(p)] for p in groups["no_decay"]["params"]]
+    probe = [names[id(p)] for p in groups["probe"]["params"]]
+    assert all(n.endswith("weight") and "bn" not in n for n in decay)
+    assert any("bn" in n for n in no_decay) and any(n.endswith("bias") for n in no_decay)
+    assert sorted(probe) == ["probe.classifier.bias", "probe.classifier.weight"]
+    assert groups["decay"]["weight_decay"] == 1e-4 and groups["no_decay"]["weight_decay"] == 0.0
+    assert groups["probe"]["lr"] == 0.05 and groups["probe"]["weight_decay"] == 0.0
+    # the frozen BN shift of the projector is in no group; everything else is in exactly one
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert sorted(decay + no_decay + probe) == sorted(trainable)
+    assert "projector.4.bias" not in trainable
+
+
+def test_online_probe_sends_no_gradient_into_the_encoder(tiny_encoder):
+    model = SimCLR(encoder=tiny_encoder, num_classes=3)
+    features = model.embed(torch.rand(4, 1, 8, 8))
+    loss, _ = model.probe.loss(features, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert model.probe.classifier.weight.grad is not None
+    assert all(p.grad is None for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"optimizer": "adamw_typo"}, "optimizer"), ({"lr": 0.0}, "lr"), ({"num_classes": 1}, "num_classes")],
+)
+def test_invalid_settings_fail_at_construction(tiny_encoder, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SimCLR(encoder=tiny_encoder, **kwargs)
+
+
+def test_embed_batch_names_the_missing_key(tiny_encoder):
+    model = SimCLR(encoder=tiny_encoder)
+    with pytest.raises(KeyError, match="'image'.*'pixels'"):
+        model.embed_batch({"pixels": torch.rand(2, 1, 8, 8)})
+
+
+def test_hparams_hold_subclass_and_base_args(tiny_encoder):
+    model = SimCLR(encoder=tiny_encoder, temperature=0.2, lr=0.05, optimizer="sgd")
+    hp = dict(model.hparams)
+    assert hp["temperature"] == 0.2 and hp["lr"] == 0.05 and hp["optimizer"] == "sgd"
+    assert hp["encoder"] == tiny_encoder
+    assert math.isclose(hp["warmup_epochs"], 10.0)

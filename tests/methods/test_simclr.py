@@ -1,0 +1,42 @@
+import torch
+
+from zoo.losses.nt_xent import nt_xent_loss
+from zoo.methods.simclr import SimCLR
+
+
+def test_ssl_step_is_nt_xent_of_projected_views(tiny_encoder):
+    torch.manual_seed(0)
+    model = SimCLR(encoder=tiny_encoder, temperature=0.3, projector_out_dim=16)
+    images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
+    view1, view2 = model.make_views(images)
+    assert view1.shape == (6, 1, 8, 8) and view1.dtype == torch.float32
+    assert not torch.equal(view1, view2)  # independent per-view randomness
+    out = model.ssl_step({"image": images, "views": [view1, view2]})
+    # one encoder pass over both views: BN statistics are shared across views, as in the reference implementation
+    features = model.encoder(torch.cat([view1, view2]))
+    z1, z2 = model.projector(features).split(6)
+    torch.testing.assert_close(out.loss, nt_xent_loss(z1, z2, temperature=0.3))
+    torch.testing.assert_close(out.features, features[:6])
+
+
+def test_views_are_deterministic_given_the_seed(tiny_encoder):
+    model = SimCLR(encoder=tiny_encoder)
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    a, b = model.make_views(images), model.make_views(images)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_training_reduces_the_loss_on_a_fixed_batch(tiny_encoder):
+    torch.manual_seed(0)
+    model = SimCLR(encoder=tiny_encoder, projector_out_dim=16)
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    batch = {"image": images, "views": model.make_views(images)}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(15):
+        loss = model.ssl_step(batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.3

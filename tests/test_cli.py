@@ -1,0 +1,100 @@
+"""The `zoo` command end to end on the built-in digits data with a tiny encoder."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.cli import main
+from zoo.methods.simclr import SimCLR
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = str(REPO / "configs" / "simclr" / "digits.yaml")
+
+
+def tiny_overrides(root: Path, tiny_encoder: dict) -> list[str]:
+    return [
+        "--config", DIGITS,
+        "--trainer.max_epochs", "2",
+        "--trainer.limit_train_batches", "3",
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks", json.dumps([{
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"dirpath": str(root / "checkpoints"), "save_last": True},
+        }]),
+        "--trainer.logger", json.dumps({
+            "class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(root), "name": "logs"},
+        }),
+        "--trainer.default_root_dir", str(root),
+        "--model.init_args.encoder", json.dumps(tiny_encoder),
+        "--data.init_args.batch_size", "32",
+    ]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from tests.conftest import TINY_ENCODER
+
+    root = tmp_path_factory.mktemp("fit")
+    assert main(["fit", *tiny_overrides(root, TINY_ENCODER)]) == 0
+    return root
+
+
+def test_list_shows_registered_methods(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "simclr" in out and "zoo.methods.simclr.SimCLR" in out
+    assert "simclr" in zoo.list_models()
+
+
+def test_fit_logs_evaluation_and_writes_a_zoo_checkpoint(fitted):
+    metrics = (fitted / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = metrics[0].split(",")
+    for column in ("train/loss", "val/knn_acc", "val/probe_acc", "val/rankme"):
+        assert column in header
+    knn = [row.split(",")[header.index("val/knn_acc")] for row in metrics[1:]]
+    assert any(value and 0.0 <= float(value) <= 1.0 for value in knn)
+    checkpoint = torch.load(fitted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["zoo_method"] == "simclr"
+    assert checkpoint["hyper_parameters"]["num_classes"] == 10  # linked from the datamodule
+    assert checkpoint["zoo_training_record"]["epochs_completed"] == 2
+    assert checkpoint["zoo_training_record"]["data"]["dataset"] == "digits"
+
+
+def test_export_then_from_pretrained_matches_the_checkpoint(fitted, tmp_path):
+    ckpt = fitted / "checkpoints" / "last.ckpt"
+    assert main(["export", str(ckpt), str(tmp_path / "hub")]) == 0
+    loaded = zoo.from_pretrained(tmp_path / "hub")
+    reference = SimCLR.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    images = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
+    assert torch.equal(loaded.embed(images), reference.embed(images))
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "digits" in card and "val/knn_acc" in card
+
+
+def test_validate_and_predict_from_the_checkpoint(fitted, capsys):
+    from tests.conftest import TINY_ENCODER
+
+    ckpt = str(fitted / "checkpoints" / "last.ckpt")
+    assert main(["validate", *tiny_overrides(fitted / "validate", TINY_ENCODER), "--ckpt_path", ckpt]) == 0
+    out = capsys.readouterr().out
+    assert "val/knn_acc" in out and "val/rankme" in out
+    assert main(["predict", *tiny_overrides(fitted / "predict", TINY_ENCODER), "--ckpt_path", ckpt]) == 0
+
+
+def test_export_errors_are_one_line(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.ckpt"), str(tmp_path / "out")]) == 2
+    assert "not found" in capsys.readouterr().err
+    torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
+    assert main(["export", str(tmp_path / "plain.ckpt"), str(tmp_path / "out")]) == 2
+    assert "not a zoo checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_method_in_config_fails_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", DIGITS, "--model", "zoo.methods.nothing.NoSuchMethod"])
+    assert "NoSuchMethod" in capsys.readouterr().err

@@ -1,0 +1,148 @@
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import zoo
+from zoo.hub import PretrainedLoadError
+from zoo.methods.simclr import SimCLR
+
+
+@pytest.fixture
+def model(tiny_encoder):
+    torch.manual_seed(0)
+    m = SimCLR(encoder=tiny_encoder, projector_out_dim=16, num_classes=4, temperature=0.2)
+    # move BN running stats away from their init so the round trip covers buffers too
+    m.train()
+    m.embed(torch.rand(8, 1, 8, 8))
+    return m.eval()
+
+
+@pytest.fixture
+def saved(model, tmp_path):
+    model.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_folder_layout_and_config(saved):
+    assert sorted(os.listdir(saved)) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((saved / "config.json").read_text())
+    assert config["method"] == "simclr" and config["zoo_version"] == zoo.__version__
+    assert config["temperature"] == 0.2 and config["num_classes"] == 4
+    assert config["encoder"]["model_kwargs"]["channels"] == [8, 16, 32, 64]
+    card = (saved / "README.md").read_text()
+    assert "library_name: zoo" in card and "## Metrics" in card and "zoo.from_pretrained" in card
+
+
+def test_round_trip_gives_identical_embeddings(model, saved):
+    images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    for loaded in (zoo.from_pretrained(saved), SimCLR.from_pretrained(saved)):
+        assert isinstance(loaded, SimCLR) and not loaded.training
+        assert torch.equal(loaded.embed(images), model.embed(images))
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_missing_weights_file(saved):
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(PretrainedLoadError, match="no model.safetensors"):
+        zoo.from_pretrained(saved)
+
+
+def test_pickle_weights_are_refused(saved):
+    (saved / "model.safetensors").unlink()
+    torch.save({}, saved / "pytorch_model.bin")
+    with pytest.raises(PretrainedLoadError, match="pytorch_model.bin"):
+        zoo.from_pretrained(saved)
+
+
+def test_missing_and_mismatched_tensors_are_listed(saved):
+    state = load_file(saved / "model.safetensors")
+    state.pop("projector.0.weight")
+    state["projector.3.weight"] = torch.zeros(3, 3)
+    save_file(state, saved / "model.safetensors")
+    with pytest.raises(PretrainedLoadError, match=r"missing 1 tensor.*projector\.0\.weight.*shape mismatch.*projector\.3\.weight"):
+        zoo.from_pretrained(saved)
+
+
+def test_config_that_does_not_match_the_weights(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["projector_out_dim"] = 32
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PretrainedLoadError, match="shape mismatch"):
+        zoo.from_pretrained(saved)
+
+
+def test_unknown_method_and_unknown_keys(saved):
+    config = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**config, "method": "nope"}))
+    with pytest.raises(PretrainedLoadError, match="nope"):
+        zoo.from_pretrained(saved)
+    (saved / "config.json").write_text(json.dumps({**config, "not_an_arg": 1}))
+    with pytest.raises(PretrainedLoadError, match="not_an_arg"):
+        zoo.from_pretrained(saved)
+
+
+def test_corrupt_files(saved):
+    (saved / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(PretrainedLoadError, match="safetensors"):
+        zoo.from_pretrained(saved)
+    (saved / "config.json").write_text("{broken")
+    with pytest.raises(PretrainedLoadError, match="JSON"):
+        zoo.from_pretrained(saved)
+
+
+def test_not_a_folder(tmp_path):
+    with pytest.raises(PretrainedLoadError):
+        zoo.from_pretrained(tmp_path / "nothing-here")
+
+
+def test_failed_save_leaves_the_previous_folder_intact(model, saved, monkeypatch):
+    before = (saved / "model.safetensors").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("zoo.hub.save_model", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(saved)
+    assert (saved / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]  # no temporary folder left behind
+
+
+def test_push_to_hub_uploads_the_saved_folder(model, monkeypatch, tmp_path):
+    """push_to_hub goes through huggingface_hub up to the upload call; the upload is captured locally."""
+    calls = {}
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        class Url(str):
+            pass
+
+        url = Url(f"https://huggingface.co/{repo_id}")
+        url.repo_id = repo_id
+        return url
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        calls["repo_id"] = repo_id
+        calls["files"] = sorted(os.listdir(folder_path))
+        calls["config"] = json.loads(open(os.path.join(folder_path, "config.json")).read())
+        return "commit-url"
+
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", fake_create_repo)
+    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
+    assert model.push_to_hub("org/simclr-test", token="x") == "commit-url"
+    assert calls["repo_id"] == "org/simclr-test"
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert calls["config"]["method"] == "simclr"
+
+
+def test_unreachable_repo_id_is_a_load_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PretrainedLoadError, match="could not get config.json from the Hub"):
+        zoo.from_pretrained("some-org/not-cached-anywhere")

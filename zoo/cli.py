@@ -1,0 +1,122 @@
+"""The ``zoo`` command.
+
+    zoo fit|validate|test|predict --config configs/<method>/<data>.yaml [--config configs/trainer/<preset>.yaml]
+    zoo list                      registered methods
+    zoo export CKPT DIR           Lightning checkpoint → Hub folder (config.json, model.safetensors, README.md)
+    zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
+
+The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
+zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from lightning.pytorch.cli import LightningCLI
+
+from zoo.data.base import ZooDataModule
+from zoo.methods.base import SSLMethod
+
+TOOL_COMMANDS = ("list", "export", "push")
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI over every registered method and zoo datamodule."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=SSLMethod,
+            datamodule_class=ZooDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    def instantiate_classes(self) -> None:
+        # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
+        # fails here, before any training, with the class's own message instead of a traceback.
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
+            raise CLIError(f"{type(e).__name__}: {e.args[0] if e.args else e}") from e
+
+
+class CLIError(Exception):
+    """A user error (config, data, file) reported as one line by :func:`main`."""
+
+
+def _list(argv: list[str]) -> int:
+    import inspect
+
+    from zoo.registry import get_method, list_models
+
+    argparse.ArgumentParser(prog="zoo list", description="List the registered methods.").parse_args(argv)
+    for name in list_models():
+        cls = get_method(name)
+        summary = (inspect.getdoc(cls) or "").split("\n")[0]
+        print(f"{name:16s} {cls.__module__}.{cls.__qualname__}  {summary}")
+    return 0
+
+
+def _export(argv: list[str]) -> int:
+    from zoo.hub import export_checkpoint
+
+    parser = argparse.ArgumentParser(prog="zoo export", description="Turn a zoo Lightning checkpoint into a Hub folder.")
+    parser.add_argument("checkpoint", help="path to a .ckpt written by `zoo fit`")
+    parser.add_argument("directory", help="output folder (replaced atomically)")
+    args = parser.parse_args(argv)
+    out = export_checkpoint(args.checkpoint, args.directory)
+    print(f"exported {args.checkpoint} -> {out}")
+    return 0
+
+
+def _push(argv: list[str]) -> int:
+    from huggingface_hub import HfApi
+
+    from zoo.hub import from_pretrained
+
+    parser = argparse.ArgumentParser(prog="zoo push", description="Upload a zoo Hub folder to the Hugging Face Hub.")
+    parser.add_argument("directory")
+    parser.add_argument("repo_id", help="e.g. my-org/simclr-fashion-mnist")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--token", default=None, help="defaults to the cached `hf auth login` token")
+    args = parser.parse_args(argv)
+    from_pretrained(args.directory)  # refuse to publish a folder that does not load
+    api = HfApi(token=args.token)
+    repo_id = api.create_repo(args.repo_id, private=args.private, exist_ok=True).repo_id
+    commit = api.upload_folder(repo_id=repo_id, folder_path=args.directory, commit_message="Upload zoo model")
+    print(f"pushed {args.directory} -> {commit}")
+    return 0
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in TOOLS:
+        try:
+            return TOOLS[args[0]](args[1:])
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            print(f"zoo {args[0]}: error: {e.args[0] if e.args else e}", file=sys.stderr)
+            return 2
+    try:
+        ZooCLI(args=argv)  # None → LightningCLI reads sys.argv itself
+    except (CLIError, FileNotFoundError) as e:  # missing data is found in the datamodule's setup, before training
+        command = args[0] if args and not args[0].startswith("-") else "zoo"
+        print(f"zoo {command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

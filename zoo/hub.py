@@ -1,0 +1,343 @@
+"""Hub format for every method: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``.
+
+Built on huggingface_hub's ``ModelHubMixin``. A saved model is a folder with
+- ``config.json``: the method's init args plus ``"method": <registry name>``;
+- ``model.safetensors``: the state dict (the only weights format zoo loads: no pickle, no remote code);
+- ``README.md``: a model card with the data, recipe and metrics of the run that produced the weights.
+
+``save_pretrained`` writes into a temporary sibling folder and swaps it in at the end, so an interrupted save never
+leaves a half-written model. ``zoo.from_pretrained`` reads ``config.json`` and dispatches on ``"method"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from safetensors import safe_open
+from safetensors.torch import save_model
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+#: config.json keys that are metadata, not init args
+META_KEYS = ("method", "zoo_version")
+#: weight files zoo refuses to load: they are pickles and can run code
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "model.ckpt", "model.pt", "model.pth")
+
+T = TypeVar("T", bound="HubMixin")
+
+
+class PretrainedLoadError(ValueError):
+    """A pretrained folder or repo that cannot be loaded as it is (missing files, wrong method, bad weights)."""
+
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+{{ summary }}
+
+## Usage
+
+```python
+import zoo
+
+model = zoo.from_pretrained("{{ model_id }}")
+embeddings = model.embed(inputs)  # {{ input_note }}
+```
+
+`model.encoder` is a plain `torch.nn.Module`: put a linear layer on `embed(...)` for a linear probe, or fine-tune it.
+
+## Training data
+
+{{ data_section }}
+
+## Recipe
+
+{{ recipe_section }}
+
+Method config (`config.json`):
+
+```json
+{{ config_json }}
+```
+
+## Metrics
+
+{{ metrics_section }}
+
+## Limitations
+
+{{ limitations }}
+"""
+
+
+def init_parameter_names(cls: type) -> set[str]:
+    """Init-arg names of ``cls``, following ``**kwargs`` forwarded to base classes."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an existing ``target`` is removed only once ``new`` is in place."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _markdown_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
+    if not rows:
+        return "_none recorded_"
+    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def resolve_file(model_id: str, filename: str, **download_kwargs: Any) -> Path:
+    """Path of ``filename`` in a local folder or, for a repo id, in the local Hub cache (downloaded if needed)."""
+    if os.path.isdir(model_id):
+        path = Path(model_id) / filename
+        if not path.is_file():
+            hint = ""
+            if filename == WEIGHTS_NAME:
+                pickles = [f for f in PICKLE_WEIGHT_FILES if (Path(model_id) / f).exists()]
+                if pickles:
+                    hint = f"; found {pickles[0]}, a pickle, which zoo refuses to load (only safetensors are loaded)"
+            raise PretrainedLoadError(f"{model_id}: no {filename} in this folder{hint}")
+        return path
+    if os.path.exists(model_id):
+        raise PretrainedLoadError(f"{model_id} is a file; from_pretrained takes a folder with {CONFIG_NAME} and {WEIGHTS_NAME} or a Hub repo id")
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        raise PretrainedLoadError(f"{model_id}: no such folder, and not a Hub repo id (org/name)") from None
+    try:
+        return Path(hf_hub_download(repo_id=model_id, filename=filename, **download_kwargs))
+    except (HfHubHTTPError, OSError) as e:  # offline, unknown repo, missing file, no access
+        raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub ({type(e).__name__}: {e})") from None
+
+
+def read_config(model_id: str, **download_kwargs: Any) -> dict[str, Any]:
+    path = resolve_file(model_id, CONFIG_NAME, **download_kwargs)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PretrainedLoadError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "method" not in config:
+        raise PretrainedLoadError(f"{path}: not a zoo config (no 'method' key)")
+    return config
+
+
+def load_safetensors_strict(model: torch.nn.Module, path: Path) -> dict[str, str]:
+    """Load ``path`` into ``model``; any missing, unexpected or wrongly shaped tensor is one clear error.
+    Returns the file's metadata."""
+    expected = model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            file_keys = set(f.keys())
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in file_keys}
+            state = {k: f.get_tensor(k) for k in file_keys & set(expected)}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise PretrainedLoadError(f"{path}: not a readable safetensors file ({e})") from None
+    missing = sorted(set(expected) - file_keys)
+    unexpected = sorted(file_keys - set(expected))
+    mismatched = [
+        f"{k}: file {shapes[k]} vs model {tuple(expected[k].shape)}"
+        for k in sorted(file_keys & set(expected))
+        if shapes[k] != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"missing {len(missing)} tensor(s): {missing[:8]}")
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)} tensor(s): {unexpected[:8]}")
+        if mismatched:
+            problems.append(f"shape mismatch: {mismatched[:8]}")
+        raise PretrainedLoadError(
+            f"{path} does not match {type(model).__name__} built from its config.json: " + "; ".join(problems)
+        )
+    model.load_state_dict(state, strict=True)
+    return metadata
+
+
+class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learning", "zoo"]):
+    """Hub save/load for zoo methods. Expects ``method_name`` (set by ``@register_method``) and ``self.hparams``."""
+
+    method_name: str = ""
+
+    def hub_config(self) -> dict[str, Any]:
+        from zoo import __version__
+
+        hparams = {k: v for k, v in dict(self.hparams).items() if not k.startswith("_")}
+        return {"method": self.method_name, "zoo_version": __version__, **json.loads(json.dumps(hparams))}
+
+    # ---- save -------------------------------------------------------------------------------------------------
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write config.json, model.safetensors and README.md to ``save_directory`` (atomically)."""
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            super().save_pretrained(tmp, config=config or self.hub_config(), model_card_kwargs=model_card_kwargs)
+            _replace_dir(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if push_to_hub:
+            return self.push_to_hub(repo_id or target.name, config=config, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs)
+        return None
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        metadata = {
+            "format": "pt",
+            "method": self.method_name,
+            "training_record": json.dumps(self.training_record()),  # type: ignore[attr-defined]
+        }
+        save_model(self, str(save_directory / WEIGHTS_NAME), metadata=metadata)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        record: dict[str, Any] = {**self.training_record(), **kwargs}  # type: ignore[attr-defined]
+        config = self.hub_config()
+        data = record.get("data") or {}
+        dataset = data.get("dataset") or data.get("source")
+        card_data = ModelCardData(
+            library_name="zoo",
+            license="apache-2.0",
+            tags=["self-supervised-learning", "zoo", self.method_name],
+            datasets=[str(dataset)] if dataset else None,
+            pipeline_tag="feature-extraction",
+        )
+        doc = (inspect.getdoc(type(self)) or "").strip()
+        trainer = record.get("trainer") or {}
+        recipe = {**trainer, "epochs_completed": record.get("epochs_completed"), "optimizer steps": record.get("global_step")}
+        return ModelCard.from_template(
+            card_data=card_data,
+            template_str=CARD_TEMPLATE,
+            title=kwargs.get("title") or f"zoo {self.method_name}" + (f" — {dataset}" if dataset else ""),
+            summary=doc.split("\n\n")[0] if doc else f"A zoo {self.method_name} model.",
+            model_id=kwargs.get("model_id", "<path-or-repo-id>"),
+            input_note=f"batch[{type(self).input_key!r}] as the datamodule yields it",  # type: ignore[attr-defined]
+            data_section=_markdown_table({k: v for k, v in data.items()}, ("setting", "value")),
+            recipe_section=_markdown_table({k: v for k, v in recipe.items() if v is not None}, ("setting", "value")),
+            config_json=json.dumps(config, indent=2, sort_keys=True),
+            metrics_section=_markdown_table(record.get("metrics") or {}, ("metric", "value")),
+            limitations=kwargs.get(
+                "limitations",
+                "Metrics are from the online evaluation of the training run (kNN on a held-out split of the training "
+                "data, online linear probe, RankMe); they are not a full linear-evaluation protocol. Small-data, "
+                "short-schedule weights: a starting point for fine-tuning, not a state-of-the-art encoder.",
+            ),
+        )
+
+    # ---- load -------------------------------------------------------------------------------------------------
+    @classmethod
+    def _from_pretrained(
+        cls: type[T],
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        config: dict | None = None,
+        map_location: str | torch.device = "cpu",
+        **config_kwargs: Any,
+    ) -> T:
+        # ModelHubMixin.from_pretrained has already read config.json (``config``) and copied its keys into
+        # ``config_kwargs``; the config is the single source of truth here.
+        download = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only, token=token)
+        if config is None:
+            config = read_config(model_id, **download)  # raises the clear error for a missing config.json
+        method = config.get("method")
+        if cls.method_name and method != cls.method_name:
+            raise PretrainedLoadError(
+                f"{model_id}: config.json is for method {method!r}, not {cls.method_name!r}; use zoo.from_pretrained"
+            )
+        init_kwargs = {k: v for k, v in config.items() if k not in META_KEYS}
+        unknown = sorted(set(init_kwargs) - init_parameter_names(cls))
+        if unknown:
+            raise PretrainedLoadError(f"{model_id}: config.json key(s) {unknown} are not init args of {cls.__name__}")
+        try:
+            model = cls(**init_kwargs)
+        except (TypeError, ValueError) as e:
+            raise PretrainedLoadError(f"{model_id}: config.json does not build a {cls.__name__}: {e}") from None
+        metadata = load_safetensors_strict(model, resolve_file(model_id, WEIGHTS_NAME, **download))
+        if "training_record" in metadata:
+            model._training_record = json.loads(metadata["training_record"])
+        model.to(map_location)
+        model.eval()
+        return model
+
+
+def from_pretrained(model_id: str | Path, **kwargs: Any) -> Any:
+    """Load any zoo model from a folder or Hub repo id, dispatching on ``"method"`` in its config.json."""
+    from zoo.registry import get_method
+
+    download = {k: kwargs[k] for k in ("revision", "cache_dir", "force_download", "local_files_only", "token") if k in kwargs}
+    config = read_config(str(model_id), **download)
+    try:
+        cls = get_method(config["method"])
+    except KeyError as e:
+        raise PretrainedLoadError(f"{model_id}: {e.args[0]}") from None
+    return cls.from_pretrained(str(model_id), **kwargs)
+
+
+def export_checkpoint(checkpoint_path: str | Path, save_directory: str | Path, **model_card_kwargs: Any) -> Path:
+    """Turn a Lightning checkpoint written by ``zoo fit`` into a Hub folder (config.json + safetensors + card).
+
+    The checkpoint is read with ``weights_only=True``: no pickled code is executed.
+    """
+    from zoo.registry import get_method
+
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise PretrainedLoadError(f"{path}: not a loadable Lightning checkpoint ({type(e).__name__}: {e})") from None
+    for key in ("zoo_method", "state_dict", "hyper_parameters"):
+        if key not in checkpoint:
+            raise PretrainedLoadError(f"{path}: not a zoo checkpoint (no {key!r} key)")
+    cls = get_method(checkpoint["zoo_method"])
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    model = cls(**hparams)
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    model.on_load_checkpoint(checkpoint)
+    model.save_pretrained(save_directory, model_card_kwargs=model_card_kwargs or None)
+    return Path(save_directory)

@@ -1,0 +1,268 @@
+"""``SSLMethod``: what every self-supervised method shares (solo-learn's base-method pattern).
+
+- optimizer and schedule as init args: any timm optimizer (LARS, SGD, AdamW, LAMB, …), linear warm-up then cosine
+  decay per step; no weight decay (and so no LARS adaptation) on norm/bias parameters;
+- the evaluation hooks: an online linear probe on detached features (own parameter group), and kNN accuracy,
+  probe accuracy and RankMe logged every validation/test epoch;
+- ``embed(x)`` for downstream use, ``predict`` returning embeddings;
+- Hub save/load through :class:`zoo.hub.HubMixin`: the init args are the Hub ``config.json``.
+
+A subclass builds its networks in ``__init__``, calls ``self.init_evaluation(feature_dim)``, and implements
+``embed`` and ``ssl_step`` — the paper's algorithm box: which views, which encoder, which loss.
+
+Batches are dicts. Labels, when a datamodule has them, are under ``"label"`` and used for evaluation only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import lightning as L
+import timm.optim
+import torch
+from torch import Tensor
+
+from zoo.data.views import view_generator
+from zoo.eval.probe import OnlineLinearProbe
+from zoo.eval.suite import EvaluationSuite
+from zoo.hub import HubMixin
+
+
+@dataclass
+class SSLOutput:
+    """What ``ssl_step`` returns: the SSL loss, the encoder features of one view (for the online probe; the base
+    detaches them) and extra scalars to log under ``train/``."""
+
+    loss: Tensor
+    features: Tensor | None = None
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
+    """LR multiplier: linear warm-up from 1/warmup to 1, then cosine decay to ``min_lr_ratio`` (SimCLR/BYOL)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class SSLMethod(HubMixin, L.LightningModule):
+    """Base LightningModule of every zoo method."""
+
+    method_name: ClassVar[str] = ""
+    #: batch key that ``embed`` reads (images by default; tabular/skeleton/audio methods override)
+    input_key: ClassVar[str] = "image"
+
+    def __init__(
+        self,
+        optimizer: str = "lars",
+        lr: float = 0.3,
+        weight_decay: float = 1e-6,
+        momentum: float = 0.9,
+        warmup_epochs: float = 10.0,
+        min_lr_ratio: float = 0.0,
+        num_classes: int | None = None,
+        probe_lr: float = 0.1,
+        knn_k: int = 200,
+        knn_temperature: float = 0.1,
+    ) -> None:
+        """
+        Args:
+            optimizer: a timm optimizer name ("lars", "sgd", "adamw", "lamb", …).
+            lr: peak learning rate (after warm-up). Scale it with the global batch yourself, e.g. SimCLR's
+                0.3·B/256 with LARS.
+            weight_decay: applied to weights only, never to norm/bias parameters.
+            momentum: for SGD/LARS.
+            warmup_epochs: linear warm-up length (fractions allowed), then cosine decay.
+            min_lr_ratio: final lr as a fraction of ``lr``.
+            num_classes: classes of the labelled data, for the online probe and kNN (None: RankMe only). The CLI
+                links it from the datamodule.
+            probe_lr: lr of the online linear probe's own parameter group (no weight decay).
+            knn_k, knn_temperature: weighted kNN evaluation (Wu et al. 2018).
+        """
+        super().__init__()
+        if optimizer.lower() not in timm.optim.list_optimizers():
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose a timm optimizer, e.g. lars, sgd, adamw, lamb")
+        if lr <= 0 or weight_decay < 0 or warmup_epochs < 0 or not 0 <= min_lr_ratio <= 1:
+            raise ValueError(
+                f"invalid optimisation settings: lr={lr}, weight_decay={weight_decay}, "
+                f"warmup_epochs={warmup_epochs}, min_lr_ratio={min_lr_ratio}"
+            )
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 or None, got {num_classes}")
+        # collects the init args of the whole constructor chain (subclass args included): the Hub config
+        self.save_hyperparameters()
+        self.probe: OnlineLinearProbe | None = None
+        self._view_seed = 0
+        self._training_record: dict[str, Any] = {}
+
+    # ---- to implement in a method -------------------------------------------------------------------------------
+    def embed(self, inputs: Tensor) -> Tensor:
+        """Representation used downstream (the encoder output, before any projection head)."""
+        raise NotImplementedError
+
+    def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
+        """One training step's self-supervised loss on a batch (views already on the device)."""
+        raise NotImplementedError
+
+    # ---- evaluation ---------------------------------------------------------------------------------------------
+    def init_evaluation(self, feature_dim: int) -> None:
+        """Create the online probe and metric suites; call at the end of a subclass ``__init__``."""
+        num_classes = self.hparams.num_classes
+        self.feature_dim = feature_dim
+        if num_classes:
+            self.probe = OnlineLinearProbe(feature_dim, num_classes)
+        self.evaluation = torch.nn.ModuleDict(
+            {stage: EvaluationSuite(num_classes, self.hparams.knn_k, self.hparams.knn_temperature) for stage in ("val", "test")}
+        )
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.embed(inputs)
+
+    def embed_batch(self, batch: dict[str, Any]) -> Tensor:
+        try:
+            inputs = batch[self.input_key]
+        except (KeyError, TypeError):
+            keys = list(batch) if isinstance(batch, dict) else type(batch).__name__
+            raise KeyError(f"{type(self).__name__} reads batch[{self.input_key!r}], but the batch has {keys}") from None
+        return self.embed(inputs)
+
+    # ---- training -----------------------------------------------------------------------------------------------
+    def view_generator(self, view_index: int) -> torch.Generator:
+        """Random source for this batch's augmentations: a function of (seed, rank, batches seen, view), so views
+        are reproducible and a resumed run draws the same ones."""
+        batches_seen = 0
+        if self._trainer is not None:
+            batches_seen = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        return view_generator(self.device, self._view_seed, self.global_rank, batches_seen, view_index)
+
+    def on_fit_start(self) -> None:
+        # seed_everything(s) makes this s; an unseeded run still gets fixed views for its own lifetime
+        self._view_seed = torch.initial_seed() % (2**63)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        out = self.ssl_step(batch)
+        batch_size = out.features.shape[0] if out.features is not None else None
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
+        for name, value in out.logs.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        loss = out.loss
+        labels = batch.get("label") if isinstance(batch, dict) else None
+        if self.probe is not None and out.features is not None and labels is not None:
+            probe_loss, logits = self.probe.loss(out.features, labels)
+            self.log("train/probe_loss", probe_loss, batch_size=batch_size)
+            self.log("train/probe_acc", (logits.argmax(1) == labels).float().mean(), batch_size=batch_size)
+            loss = loss + probe_loss
+        return loss
+
+    # ---- validation / test / predict ----------------------------------------------------------------------------
+    def _has_knn_bank(self, stage: str) -> bool:
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        return isinstance(loaders, (list, tuple)) and len(loaders) == 2
+
+    def _evaluation_step(self, batch: dict[str, Any], dataloader_idx: int, stage: str) -> None:
+        features = self.embed_batch(batch)
+        labels = batch.get("label")
+        suite: EvaluationSuite = self.evaluation[stage]  # type: ignore[assignment]
+        if dataloader_idx == 0 and self._has_knn_bank(stage):
+            suite.update_bank(features, labels)
+            return
+        logits = self.probe(features) if self.probe is not None else None
+        suite.update(features, labels, logits)
+
+    def _log_evaluation(self, stage: str) -> None:
+        suite: EvaluationSuite = self.evaluation[stage]  # type: ignore[assignment]
+        for name, value in suite.compute().items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "knn_acc")
+        suite.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, dataloader_idx, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_evaluation("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, dataloader_idx, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_evaluation("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        out = {"embedding": self.embed_batch(batch)}
+        if isinstance(batch, dict) and "label" in batch:
+            out["label"] = batch["label"]
+        return out
+
+    # ---- optimisation -------------------------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Weights with weight decay; norm/bias (1-D) without, which also exempts them from LARS adaptation;
+        the online probe in its own group."""
+        decay, no_decay, probe = [], [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            if name.startswith("probe."):
+                probe.append(param)
+            elif param.ndim <= 1:
+                no_decay.append(param)
+            else:
+                decay.append(param)
+        groups = [
+            {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+        ]
+        if probe:
+            groups.append({"params": probe, "weight_decay": 0.0, "lr": self.hparams.probe_lr, "name": "probe"})
+        return [g for g in groups if g["params"]]
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        extra = {"momentum": hp.momentum} if hp.optimizer.lower() in ("sgd", "momentum", "lars", "larc", "nlars", "nlarc") else {}
+        optimizer = timm.optim.create_optimizer_v2(
+            self.parameter_groups(), opt=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, **extra
+        )
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        max_epochs = self.trainer.max_epochs
+        if max_epochs and max_epochs > 0:
+            steps_per_epoch = total_steps / max_epochs
+        else:
+            steps_per_epoch = max(1, self.trainer.num_training_batches // self.trainer.accumulate_grad_batches)
+        warmup_steps = min(total_steps, round(hp.warmup_epochs * steps_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps, hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- checkpoint ---------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["zoo_method"] = self.method_name
+        checkpoint["zoo_training_record"] = self.training_record()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._training_record = dict(checkpoint.get("zoo_training_record", {}))
+
+    def training_record(self) -> dict[str, Any]:
+        """Data, recipe and last logged metrics of the run that produced these weights (for the model card)."""
+        if self._trainer is None:
+            return dict(self._training_record)
+        trainer = self.trainer
+        record: dict[str, Any] = {
+            "metrics": {k: round(float(v), 5) for k, v in trainer.callback_metrics.items() if "/" in k and v.numel() == 1},
+            # processed is bumped before the epoch-end checkpoint is written; current_epoch is not
+            "epochs_completed": trainer.fit_loop.epoch_progress.current.processed,
+            "global_step": trainer.global_step,
+            "trainer": {
+                "max_epochs": trainer.max_epochs,
+                "precision": str(trainer.precision),
+                "world_size": trainer.world_size,
+                "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            },
+        }
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None:
+            record["data"] = {"class": type(datamodule).__name__, **{k: v for k, v in dict(datamodule.hparams).items() if not k.startswith("_")}}
+        self._training_record = record
+        return record
