@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import zoo
 from zoo.cli import main
@@ -82,7 +83,20 @@ def test_validate_and_predict_from_the_checkpoint(fitted, capsys):
     assert main(["validate", *tiny_overrides(fitted / "validate", TINY_ENCODER), "--ckpt_path", ckpt]) == 0
     out = capsys.readouterr().out
     assert "val/knn_acc" in out and "val/rankme" in out
-    assert main(["predict", *tiny_overrides(fitted / "predict", TINY_ENCODER), "--ckpt_path", ckpt]) == 0
+    output = fitted / "predict" / "embeddings.safetensors"
+    predict_args = tiny_overrides(fitted / "predict", TINY_ENCODER)
+    predict_args[predict_args.index("--trainer.callbacks") + 1] = json.dumps(
+        [{"class_path": "zoo.eval.EmbeddingWriter", "init_args": {"output_path": str(output)}}]
+    )
+    assert main(["predict", *predict_args, "--ckpt_path", ckpt]) == 0
+    written = load_file(output)
+    model = SimCLR.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    from zoo.data.images import ImageDataModule
+
+    images, labels = ImageDataModule(dataset="digits", val_size=300).arrays("test")
+    assert written["embedding"].shape == (len(images), 64)
+    assert torch.equal(written["label"], torch.from_numpy(labels))
+    torch.testing.assert_close(written["embedding"][:16], model.embed(torch.from_numpy(images[:16])))
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

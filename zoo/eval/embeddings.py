@@ -1,0 +1,45 @@
+"""Write the embeddings of ``zoo predict`` to a safetensors file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from safetensors.torch import save_file
+
+
+class EmbeddingWriter(BasePredictionWriter):
+    """Collects ``predict_step`` outputs (``{"embedding", "label"?}``) and writes them at the end of prediction.
+
+    ``output_path`` gets ``embedding`` [N, D] (fp32) and, when the data has labels, ``label`` [N], in loader order.
+    With several ranks each writes ``<stem>.rank<r>.safetensors`` (the distributed sampler's shard). The file is
+    written to a temporary name and renamed, so an interrupted run never leaves a truncated file.
+
+        zoo predict --config ... --ckpt_path last.ckpt \\
+            --trainer.callbacks+=zoo.eval.EmbeddingWriter --trainer.callbacks.output_path=embeddings.safetensors
+    """
+
+    def __init__(self, output_path: str = "embeddings.safetensors") -> None:
+        super().__init__(write_interval="epoch")
+        self.output_path = Path(output_path)
+
+    def write_on_epoch_end(self, trainer: Any, pl_module: Any, predictions: Sequence[Any], batch_indices: Sequence[Any]) -> None:
+        # one loader gives a list of batch outputs; several give a list of such lists
+        outputs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        if len(predictions) > 1 and isinstance(predictions[0], list):
+            outputs = [out for loader in predictions for out in loader]
+        if not outputs:
+            raise ValueError("EmbeddingWriter: prediction produced no batches; nothing to write")
+        tensors = {"embedding": torch.cat([o["embedding"].detach().float().cpu() for o in outputs])}
+        if all("label" in o for o in outputs):
+            tensors["label"] = torch.cat([o["label"].detach().cpu() for o in outputs])
+        path = self.output_path
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"method": pl_module.method_name})
+        os.replace(tmp, path)
