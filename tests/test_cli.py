@@ -96,6 +96,7 @@ def test_validate_and_predict_from_the_checkpoint(fitted, capsys):
     images, labels = ImageDataModule(dataset="digits", val_size=300).arrays("test")
     assert written["embedding"].shape == (len(images), 64)
     assert torch.equal(written["label"], torch.from_numpy(labels))
+    assert torch.equal(written["index"], torch.arange(len(images)))
     torch.testing.assert_close(written["embedding"][:16], model.embed(torch.from_numpy(images[:16])))
 
 
@@ -106,6 +107,29 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert main(["export", str(tmp_path / "plain.ckpt"), str(tmp_path / "out")]) == 2
     assert "not a zoo checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_export_of_a_checkpoint_whose_weights_do_not_match_its_args(fitted, tmp_path, capsys):
+    checkpoint = torch.load(fitted / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["projector_out_dim"] = 7
+    torch.save(checkpoint, tmp_path / "edited.ckpt")
+    assert main(["export", str(tmp_path / "edited.ckpt"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot rebuild the model" in err and "projector" in err and "\n" not in err.strip()
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_data_is_one_line_before_training(tmp_path, capsys):
+    args = ["fit", "--config", str(REPO / "configs" / "simclr" / "fashion_mnist.yaml"), "--trainer.logger", "false",
+            "--trainer.callbacks", "[]", "--data.init_args.data_dir", str(tmp_path / "nowhere")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo fit: error:") and "nowhere" in err and "apt-get install dataset-fashion-mnist" in err
+    # val_size larger than the data: a DataError raised in setup, also one line
+    args = ["fit", "--config", DIGITS, "--trainer.logger", "false", "--trainer.callbacks", "[]",
+            "--data.init_args.val_size", "5000"]
+    assert main(args) == 2
+    assert "val_size=5000" in capsys.readouterr().err
 
 
 def test_unknown_method_in_config_fails_before_training(tmp_path, capsys):

@@ -146,3 +146,26 @@ def test_unreachable_repo_id_is_a_load_error(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PretrainedLoadError, match="could not get config.json from the Hub"):
         zoo.from_pretrained("some-org/not-cached-anywhere")
+
+
+def test_saved_folder_is_readable_by_others(saved):
+    # mkdtemp makes a private 0700 folder; the saved folder must get the usual umask permissions instead
+    umask = os.umask(0)
+    os.umask(umask)
+    assert saved.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_failed_swap_puts_the_previous_folder_back(model, saved, monkeypatch):
+    before = (saved / "model.safetensors").read_bytes()
+    real_replace = os.replace
+
+    def failing_second_move(src, dst):
+        if ".tmp-" in str(src):
+            raise OSError("rename failed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("zoo.hub.os.replace", failing_second_move)
+    with pytest.raises(OSError, match="rename failed"):
+        model.save_pretrained(saved)
+    assert (saved / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]

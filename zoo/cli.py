@@ -17,11 +17,8 @@ from typing import Callable
 
 from lightning.pytorch.cli import LightningCLI
 
-from zoo.data.base import ZooDataModule
+from zoo.data.base import DataError, ZooDataModule
 from zoo.methods.base import SSLMethod
-
-TOOL_COMMANDS = ("list", "export", "push")
-
 
 class ZooCLI(LightningCLI):
     """LightningCLI over every registered method and zoo datamodule."""
@@ -106,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in TOOLS:
         try:
             return TOOLS[args[0]](args[1:])
-        except (FileNotFoundError, KeyError, ValueError) as e:
+        except (FileNotFoundError, KeyError, ValueError) as e:  # PretrainedLoadError is a ValueError
             print(f"zoo {args[0]}: error: {e.args[0] if e.args else e}", file=sys.stderr)
             return 2
     try:
         ZooCLI(args=argv)  # None → LightningCLI reads sys.argv itself
-    except (CLIError, FileNotFoundError) as e:  # missing data is found in the datamodule's setup, before training
+    except (CLIError, DataError, FileNotFoundError) as e:  # data problems surface in the datamodule's setup, before training
         command = args[0] if args and not args[0].startswith("-") else "zoo"
         print(f"zoo {command}: error: {e}", file=sys.stderr)
         return 2

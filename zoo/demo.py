@@ -27,18 +27,6 @@ KNN_K = 200
 KNN_TEMPERATURE = 0.1
 
 
-def load_zoo_checkpoint(path: Path) -> dict[str, Any]:
-    from zoo.hub import PretrainedLoadError
-
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found; train first: zoo fit --config configs/simclr/fashion_mnist.yaml")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("zoo_method", "state_dict", "hyper_parameters", "datamodule_hyper_parameters"):
-        if key not in checkpoint:
-            raise PretrainedLoadError(f"{path}: not a checkpoint written by `zoo fit` (no {key!r} key)")
-    return checkpoint
-
-
 def build_datamodule(checkpoint: dict[str, Any]) -> Any:
     from zoo.data.images import ImageDataModule
 
@@ -68,17 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import zoo
-    from zoo.registry import get_method
+    from zoo.hub import load_checkpoint_model
 
     start = time.perf_counter()
-    checkpoint = load_zoo_checkpoint(Path(args.checkpoint))
-    cls = get_method(checkpoint["zoo_method"])
-    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
-    trained = cls(**hparams)
-    trained.load_state_dict(checkpoint["state_dict"], strict=True)
-    trained.on_load_checkpoint(checkpoint)
+    checkpoint_path = Path(args.checkpoint)
+    if not checkpoint_path.is_file():
+        print(f"checkpoint {checkpoint_path} not found; train first: zoo fit --config configs/simclr/fashion_mnist.yaml", file=sys.stderr)
+        return 2
+    trained, checkpoint = load_checkpoint_model(checkpoint_path)
+    if "datamodule_hyper_parameters" not in checkpoint:
+        print(f"{checkpoint_path}: has no datamodule settings; was it written by `zoo fit`?", file=sys.stderr)
+        return 2
     torch.manual_seed(0)
-    random_init = cls(**hparams)
+    random_init = type(trained)(**trained.init_args())
 
     datamodule = build_datamodule(checkpoint)
     bank_images, bank_labels = (torch.from_numpy(a) for a in datamodule.arrays("train"))

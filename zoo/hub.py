@@ -98,12 +98,18 @@ def init_parameter_names(cls: type) -> set[str]:
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is removed only once ``new`` is in place."""
+    """Move the complete folder ``new`` to ``target``. An existing ``target`` is set aside first and put back if the
+    move fails, so ``target`` is always either the old or the new complete folder."""
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
-    os.replace(new, target)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -151,6 +157,22 @@ def read_config(model_id: str, **download_kwargs: Any) -> dict[str, Any]:
     return config
 
 
+def state_dict_problems(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]]) -> str:
+    """One line naming the missing, unexpected and mis-shaped tensors of ``shapes`` against ``model``; "" if none."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    mismatched = [f"{k}: file {shapes[k]} vs model {expected[k]}" for k in sorted(set(shapes) & set(expected)) if shapes[k] != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s): {missing[:8]}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensor(s): {unexpected[:8]}")
+    if mismatched:
+        problems.append(f"shape mismatch: {mismatched[:8]}")
+    return "; ".join(problems)
+
+
 def load_safetensors_strict(model: torch.nn.Module, path: Path) -> dict[str, str]:
     """Load ``path`` into ``model``; any missing, unexpected or wrongly shaped tensor is one clear error.
     Returns the file's metadata."""
@@ -163,24 +185,9 @@ def load_safetensors_strict(model: torch.nn.Module, path: Path) -> dict[str, str
             state = {k: f.get_tensor(k) for k in file_keys & set(expected)}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise PretrainedLoadError(f"{path}: not a readable safetensors file ({e})") from None
-    missing = sorted(set(expected) - file_keys)
-    unexpected = sorted(file_keys - set(expected))
-    mismatched = [
-        f"{k}: file {shapes[k]} vs model {tuple(expected[k].shape)}"
-        for k in sorted(file_keys & set(expected))
-        if shapes[k] != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"missing {len(missing)} tensor(s): {missing[:8]}")
-        if unexpected:
-            problems.append(f"unexpected {len(unexpected)} tensor(s): {unexpected[:8]}")
-        if mismatched:
-            problems.append(f"shape mismatch: {mismatched[:8]}")
-        raise PretrainedLoadError(
-            f"{path} does not match {type(model).__name__} built from its config.json: " + "; ".join(problems)
-        )
+    problems = state_dict_problems(model, shapes)
+    if problems:
+        raise PretrainedLoadError(f"{path} does not match {type(model).__name__} built from its config.json: {problems}")
     model.load_state_dict(state, strict=True)
     return metadata
 
@@ -190,11 +197,15 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
 
     method_name: str = ""
 
+    def init_args(self) -> dict[str, Any]:
+        """The init args that rebuild this model (JSON values): ``type(m)(**m.init_args())``."""
+        hparams = {k: v for k, v in dict(self.hparams).items() if not k.startswith("_")}
+        return json.loads(json.dumps(hparams))
+
     def hub_config(self) -> dict[str, Any]:
         from zoo import __version__
 
-        hparams = {k: v for k, v in dict(self.hparams).items() if not k.startswith("_")}
-        return {"method": self.method_name, "zoo_version": __version__, **json.loads(json.dumps(hparams))}
+        return {"method": self.method_name, "zoo_version": __version__, **self.init_args()}
 
     # ---- save -------------------------------------------------------------------------------------------------
     def save_pretrained(
@@ -211,6 +222,9 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         target = Path(save_directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); the saved folder gets normal permissions
         try:
             super().save_pretrained(tmp, config=config or self.hub_config(), model_card_kwargs=model_card_kwargs)
             _replace_dir(tmp, target)
@@ -317,8 +331,8 @@ def from_pretrained(model_id: str | Path, **kwargs: Any) -> Any:
     return cls.from_pretrained(str(model_id), **kwargs)
 
 
-def export_checkpoint(checkpoint_path: str | Path, save_directory: str | Path, **model_card_kwargs: Any) -> Path:
-    """Turn a Lightning checkpoint written by ``zoo fit`` into a Hub folder (config.json + safetensors + card).
+def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Rebuild the method saved in a ``zoo fit`` Lightning checkpoint: ``(model in eval mode, raw checkpoint)``.
 
     The checkpoint is read with ``weights_only=True``: no pickled code is executed.
     """
@@ -334,10 +348,21 @@ def export_checkpoint(checkpoint_path: str | Path, save_directory: str | Path, *
     for key in ("zoo_method", "state_dict", "hyper_parameters"):
         if key not in checkpoint:
             raise PretrainedLoadError(f"{path}: not a zoo checkpoint (no {key!r} key)")
-    cls = get_method(checkpoint["zoo_method"])
-    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
-    model = cls(**hparams)
+    try:
+        cls = get_method(checkpoint["zoo_method"])
+        model = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
+    except (KeyError, TypeError, ValueError) as e:  # unknown method, args this version does not take
+        raise PretrainedLoadError(f"{path}: cannot rebuild the model ({type(e).__name__}: {e.args[0] if e.args else e})") from None
+    problems = state_dict_problems(model, {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()})
+    if problems:
+        raise PretrainedLoadError(f"{path}: cannot rebuild the model: its weights do not match its hyper-parameters: {problems}")
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.on_load_checkpoint(checkpoint)
+    return model.eval(), checkpoint
+
+
+def export_checkpoint(checkpoint_path: str | Path, save_directory: str | Path, **model_card_kwargs: Any) -> Path:
+    """Turn a Lightning checkpoint written by ``zoo fit`` into a Hub folder (config.json + safetensors + card)."""
+    model, _ = load_checkpoint_model(checkpoint_path)
     model.save_pretrained(save_directory, model_card_kwargs=model_card_kwargs or None)
     return Path(save_directory)

@@ -1,5 +1,6 @@
 import math
 
+import lightning as L
 import pytest
 import torch
 
@@ -66,3 +67,37 @@ def test_hparams_hold_subclass_and_base_args(tiny_encoder):
     assert hp["temperature"] == 0.2 and hp["lr"] == 0.05 and hp["optimizer"] == "sgd"
     assert hp["encoder"] == tiny_encoder
     assert math.isclose(hp["warmup_epochs"], 10.0)
+
+
+class _Recorder(L.Callback):
+    def __init__(self):
+        self.lrs, self.view_seeds = [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.view_seeds.append(pl_module.view_generator(0).initial_seed())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.lrs.append([g["lr"] for g in trainer.optimizers[0].param_groups])
+
+
+@pytest.mark.parametrize("limits", [{"max_epochs": 3}, {"max_steps": 8}])
+def test_schedule_warmup_in_epochs_then_cosine(tiny_encoder, limits):
+    """Through a real Trainer: warm-up lasts warmup_epochs × steps-per-epoch whether the run is bounded by epochs or
+    steps; the probe group keeps its own lr; views get fresh randomness every step."""
+    from zoo.data.images import ImageDataModule
+
+    model = SimCLR(encoder=tiny_encoder, optimizer="lars", lr=0.4, probe_lr=0.05, warmup_epochs=1, num_classes=10)
+    recorder = _Recorder()
+    trainer = L.Trainer(
+        accelerator="cpu", limit_train_batches=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder], **limits,
+    )
+    trainer.fit(model, ImageDataModule(dataset="digits", batch_size=32, val_size=100, knn_bank_size=0))
+    total = 12 if "max_epochs" in limits else 8
+    # the lr in use at step s (recorded after the step, i.e. before the scheduler moved on) is factor(s)
+    expected = [0.4 * warmup_cosine_factor(s, 4, total) for s in range(total)]
+    used = [0.4 * warmup_cosine_factor(0, 4, total)] + [lrs[0] for lrs in recorder.lrs[:-1]]
+    assert used == pytest.approx(expected)
+    assert expected[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert all(lrs[-1] == pytest.approx(0.05 * warmup_cosine_factor(s + 1, 4, total)) for s, lrs in enumerate(recorder.lrs))
+    assert len(set(recorder.view_seeds)) == total

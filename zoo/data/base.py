@@ -5,6 +5,10 @@ from __future__ import annotations
 import lightning as L
 
 
+class DataError(ValueError):
+    """Bad or missing data (file, split, shape, column): reported by the CLI as one line, before training."""
+
+
 class ZooDataModule(L.LightningDataModule):
     """Base for all zoo datamodules.
 

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
-from zoo.data.base import ZooDataModule
+from zoo.data.base import DataError, ZooDataModule
 
 # --------------------------------------------------------------------------------------------------------------------
 # IDX files
@@ -50,26 +50,26 @@ def _read_bytes(path: Path) -> tuple[bytes, bool]:
         with gzip.open(path, "rb") as f:
             return f.read(), True
     except (EOFError, OSError, zlib.error) as e:
-        raise ValueError(f"{path}: corrupt or truncated gzip stream ({e})") from None
+        raise DataError(f"{path}: corrupt or truncated gzip stream ({e})") from None
 
 
 def _parse_idx_header(path: Path, raw: bytes, compressed: bool) -> tuple[np.dtype, tuple[int, ...], int]:
     """Validate the IDX header of ``raw``; returns (big-endian dtype, shape, header length in bytes)."""
     what = "decompressed file" if compressed else "file"
     if len(raw) < 4:
-        raise ValueError(f"{path}: not an IDX file: the {what} holds only {len(raw)} bytes, fewer than the 4-byte magic")
+        raise DataError(f"{path}: not an IDX file: the {what} holds only {len(raw)} bytes, fewer than the 4-byte magic")
     if raw[0] != 0 or raw[1] != 0:
-        raise ValueError(
+        raise DataError(
             f"{path}: not an IDX file: bad magic {raw[:4].hex(' ')} (an IDX file starts with two zero bytes, "
             "a dtype code and the number of dimensions)"
         )
     code, ndim = raw[2], raw[3]
     if code not in _IDX_DTYPES:
         known = ", ".join(f"0x{c:02X} ({_IDX_DTYPES[c].name})" for c in _IDX_DTYPES)
-        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02X}; known codes: {known}")
+        raise DataError(f"{path}: unknown IDX dtype code 0x{code:02X}; known codes: {known}")
     header_len = 4 + 4 * ndim
     if len(raw) < header_len:
-        raise ValueError(
+        raise DataError(
             f"{path}: truncated IDX header: {ndim} dimensions need a {header_len}-byte header but the {what} holds "
             f"{len(raw)} bytes"
         )
@@ -94,7 +94,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         says = f"{dims} = {count} values" if len(shape) > 1 else f"{count} values"
         problem = "truncated" if have < expected else "extra trailing bytes"
         what = "decompressed file" if compressed else "file"
-        raise ValueError(
+        raise DataError(
             f"{path}: {problem}: header says {says} ({dtype.name}, {expected} bytes) but the {what} holds "
             f"{have} data bytes after the {header_len}-byte header ({have / dtype.itemsize:g} values)"
         )
@@ -114,7 +114,7 @@ def read_idx_header(path: str | Path) -> tuple[np.dtype, tuple[int, ...]]:
             head = f.read(4)
             head += f.read(4 * head[3]) if len(head) == 4 else b""
     except (EOFError, OSError, zlib.error) as e:
-        raise ValueError(f"{path}: corrupt or truncated gzip stream ({e})") from None
+        raise DataError(f"{path}: corrupt or truncated gzip stream ({e})") from None
     dtype, shape, _ = _parse_idx_header(path, head, compressed)
     return dtype.newbyteorder("="), shape
 
@@ -128,12 +128,12 @@ def write_idx(path: str | Path, array: Any) -> None:
     arr = np.asarray(array)
     code = _IDX_CODES.get((arr.dtype.kind, arr.dtype.itemsize))
     if code is None or arr.dtype.kind == "b":
-        raise ValueError(
+        raise DataError(
             f"write_idx({path}): dtype {arr.dtype} has no IDX code; cast to one of uint8, int8, int16, int32, "
             "float32, float64 first"
         )
     if arr.ndim > 255 or any(d >= 2**32 for d in arr.shape):
-        raise ValueError(f"write_idx({path}): shape {arr.shape} does not fit an IDX header (<= 255 dims < 2**32)")
+        raise DataError(f"write_idx({path}): shape {arr.shape} does not fit an IDX header (<= 255 dims < 2**32)")
     header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     data = np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
     if path.name.endswith(".gz"):
@@ -193,9 +193,9 @@ def find_idx_files(data_dir: str | Path) -> dict[str, tuple[Path, Path]]:
 def _read_labels(path: Path) -> np.ndarray:
     labels = read_idx(path)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{path}: expected 1-D integer labels, got {labels.dtype} {labels.shape}")
+        raise DataError(f"{path}: expected 1-D integer labels, got {labels.dtype} {labels.shape}")
     if labels.size and labels.min() < 0:
-        raise ValueError(f"{path}: labels must be non-negative, got min {labels.min()}")
+        raise DataError(f"{path}: labels must be non-negative, got min {labels.min()}")
     return labels.astype(np.int64)
 
 
@@ -209,10 +209,10 @@ def load_idx_dataset(data_dir: str | Path) -> dict[str, tuple[np.ndarray, np.nda
     for split, (img_path, lab_path) in find_idx_files(data_dir).items():
         images = read_idx(img_path)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise ValueError(f"{img_path}: expected uint8 images [N, H, W], got {images.dtype} {images.shape}")
+            raise DataError(f"{img_path}: expected uint8 images [N, H, W], got {images.dtype} {images.shape}")
         labels = _read_labels(lab_path)
         if len(images) != len(labels):
-            raise ValueError(
+            raise DataError(
                 f"{img_path} holds {len(images)} images but {lab_path} holds {len(labels)} labels; the counts must match"
             )
         out[split] = (images, labels)
@@ -247,9 +247,9 @@ class ImageTensorDataset(Dataset):
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         if images.ndim != 4 or images.dtype != torch.uint8:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+            raise DataError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"labels must be [N={images.shape[0]}], got {tuple(labels.shape)}")
+            raise DataError(f"labels must be [N={images.shape[0]}], got {tuple(labels.shape)}")
         self.images = images
         self.labels = labels.long()
 
@@ -317,9 +317,9 @@ class ImageDataModule(ZooDataModule):
         self.save_hyperparameters()
         name = dataset.lower().replace("_", "-")
         if name not in self.DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(self.DATASETS)}")
+            raise DataError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(self.DATASETS)}")
         if name in ("mnist", "idx") and data_dir is None:
-            raise ValueError(
+            raise DataError(
                 f"dataset={name!r} needs data_dir= a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                 "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz)"
             )
@@ -328,9 +328,9 @@ class ImageDataModule(ZooDataModule):
             ("knn_bank_size", knn_bank_size, 0),
         ):  # fmt: skip
             if int(value) != value or value < minimum:
-                raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
+                raise DataError(f"{arg} must be an integer >= {minimum}, got {value!r}")
         if train_subset is not None and (int(train_subset) != train_subset or train_subset < 1):
-            raise ValueError(f"train_subset must be None or an integer >= 1, got {train_subset!r}")
+            raise DataError(f"train_subset must be None or an integer >= 1, got {train_subset!r}")
         self.dataset = name
         self.data_dir: Path | None = (
             None if name == "digits" else Path(data_dir if data_dir is not None else FASHION_MNIST_DIR).expanduser()
@@ -379,7 +379,7 @@ class ImageDataModule(ZooDataModule):
         img_path, _ = find_idx_files(self.data_dir)["train"]
         _, shape = read_idx_header(img_path)
         if len(shape) != 3:
-            raise ValueError(f"{img_path}: expected images [N, H, W], header says shape {shape}")
+            raise DataError(f"{img_path}: expected images [N, H, W], header says shape {shape}")
         return (1, shape[1], shape[2])
 
     @property
@@ -406,7 +406,7 @@ class ImageDataModule(ZooDataModule):
         train_images, train_labels = raw["train"]
         n = len(train_images)
         if self.val_size >= n:
-            raise ValueError(
+            raise DataError(
                 f"val_size={self.val_size} must be smaller than the {n} training images of dataset={self.dataset!r} "
                 f"(e.g. val_size={n // 10} holds out 10%; val_size=0 disables validation)"
             )
@@ -437,7 +437,7 @@ class ImageDataModule(ZooDataModule):
 
     def _dataset(self, split: str) -> ImageTensorDataset:
         if split not in ("train", "val", "test", "knn_bank"):
-            raise ValueError(f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
+            raise DataError(f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
         if self._datasets is None:
             self.setup()
         assert self._datasets is not None
@@ -471,7 +471,7 @@ class ImageDataModule(ZooDataModule):
         """Shuffled (seeded) train loader; drops the last incomplete batch unless ``drop_last=False``."""
         ds = self._dataset("train")
         if self.drop_last and len(ds) < self.batch_size:
-            raise ValueError(
+            raise DataError(
                 f"the train split has {len(ds)} images, fewer than batch_size={self.batch_size}: with drop_last=True "
                 "the train loader would yield no batch; lower batch_size (or val_size), raise train_subset, or pass "
                 "drop_last=False"

@@ -88,8 +88,8 @@ _RGB_TO_YIQ = (
 def view_generator(device: torch.device | str, *keys: int) -> torch.Generator:
     """A :class:`torch.Generator` on ``device`` seeded deterministically from integer ``keys``.
 
-    Typical keys: ``(base_seed, rank, epoch, batch_idx, view_idx)``. The keys are encoded injectively (their count,
-    then each as two 32-bit words) before numpy's :class:`~numpy.random.SeedSequence` hashes them to a 64-bit seed,
+    Typical keys: ``(base_seed, rank, batches_seen, view_idx)``, as ``SSLMethod.view_generator`` passes them. The
+    keys are encoded injectively (their count, then each as two 32-bit words) before numpy's :class:`~numpy.random.SeedSequence` hashes them to a 64-bit seed,
     so distinct key tuples - including ``(1,)`` vs ``(1, 0)`` and ``(2**32,)`` vs ``(0, 1)``, which SeedSequence
     alone maps to the same state - give distinct seeds (up to 64-bit hash collisions).
 

@@ -81,4 +81,8 @@ class ImageEncoder(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.backbone(self.normalize(images))
+        x = self.normalize(images)
+        # views and uint8 inputs arrive as fp32; under bf16-true / 16-true the weights are half precision
+        # (under autocast they stay fp32 and autocast does the casting)
+        weight_dtype = next(self.backbone.parameters()).dtype
+        return self.backbone(x.to(weight_dtype))

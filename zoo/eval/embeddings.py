@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 class EmbeddingWriter(BasePredictionWriter):
     """Collects ``predict_step`` outputs (``{"embedding", "label"?}``) and writes them at the end of prediction.
 
-    ``output_path`` gets ``embedding`` [N, D] (fp32) and, when the data has labels, ``label`` [N], in loader order.
+    ``output_path`` gets ``embedding`` [N, D] (fp32), ``index`` [N] (row in the predict dataset) and, when the data has
+    labels, ``label`` [N], in loader order.
     With several ranks each writes ``<stem>.rank<r>.safetensors`` (the distributed sampler's shard). The file is
     written to a temporary name and renamed, so an interrupted run never leaves a truncated file.
 
@@ -27,15 +28,20 @@ class EmbeddingWriter(BasePredictionWriter):
         self.output_path = Path(output_path)
 
     def write_on_epoch_end(self, trainer: Any, pl_module: Any, predictions: Sequence[Any], batch_indices: Sequence[Any]) -> None:
-        # one loader gives a list of batch outputs; several give a list of such lists
-        outputs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        if len(predictions) > 1 and isinstance(predictions[0], list):
-            outputs = [out for loader in predictions for out in loader]
+        # one loader gives a list of batch outputs, several a list of such lists: flatten to batches in loader order
+        several = bool(predictions) and isinstance(predictions[0], list)
+        outputs = [out for loader in predictions for out in loader] if several else list(predictions)
+        # Lightning nests batch indices per loader even when there is only one
+        nested = bool(batch_indices) and isinstance(batch_indices[0], list) and bool(batch_indices[0]) and isinstance(batch_indices[0][0], list)
+        indices = [idx for loader in batch_indices for idx in loader] if nested else list(batch_indices)
         if not outputs:
             raise ValueError("EmbeddingWriter: prediction produced no batches; nothing to write")
         tensors = {"embedding": torch.cat([o["embedding"].detach().float().cpu() for o in outputs])}
         if all("label" in o for o in outputs):
             tensors["label"] = torch.cat([o["label"].detach().cpu() for o in outputs])
+        if indices and all(idx is not None for idx in indices):
+            # dataset row of each embedding: puts per-rank shards (strided by the distributed sampler) back in order
+            tensors["index"] = torch.as_tensor([i for idx in indices for i in idx], dtype=torch.long)
         path = self.output_path
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")

@@ -224,12 +224,16 @@ class SSLMethod(HubMixin, L.LightningModule):
         optimizer = timm.optim.create_optimizer_v2(
             self.parameter_groups(), opt=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, **extra
         )
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        max_epochs = self.trainer.max_epochs
-        if max_epochs and max_epochs > 0:
-            steps_per_epoch = total_steps / max_epochs
-        else:
-            steps_per_epoch = max(1, self.trainer.num_training_batches // self.trainer.accumulate_grad_batches)
+        # total: honours max_steps and max_epochs. Per epoch: num_training_batches (per rank, after
+        # limit_train_batches), known once the train loader is set up (Lightning skips that when only max_steps is set)
+        estimated = self.trainer.estimated_stepping_batches
+        if not math.isfinite(estimated):
+            raise ValueError("the warm-up/cosine schedule needs a finite run: set trainer max_epochs or max_steps")
+        total_steps = max(1, int(estimated))
+        if self.trainer.train_dataloader is None:
+            self.trainer.fit_loop.setup_data()
+        batches = self.trainer.num_training_batches  # inf for an unsized (iterable) loader
+        steps_per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) if math.isfinite(batches) else total_steps
         warmup_steps = min(total_steps, round(hp.warmup_epochs * steps_per_epoch))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps, hp.min_lr_ratio)

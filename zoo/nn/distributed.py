@@ -46,13 +46,3 @@ def gather_with_grad(x: Tensor) -> Tensor:
     if not is_distributed():
         return x
     return _GatherWithGrad.apply(x)
-
-
-@torch.no_grad()
-def gather_no_grad(x: Tensor) -> Tensor:
-    """Concatenate ``x`` over ranks along dim 0 without gradient (e.g. evaluation features)."""
-    if not is_distributed():
-        return x
-    gathered = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, x.contiguous())
-    return torch.cat(gathered, dim=0)
