@@ -149,10 +149,12 @@ def test_unreachable_repo_id_is_a_load_error(tmp_path, monkeypatch):
 
 
 def test_saved_folder_is_readable_by_others(saved):
-    # mkdtemp makes a private 0700 folder; the saved folder must get the usual umask permissions instead
+    # mkdtemp makes a private 0700 folder and safetensors a 0600 file; the saved folder gets the umask permissions
     umask = os.umask(0)
     os.umask(umask)
     assert saved.stat().st_mode & 0o777 == 0o777 & ~umask
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (saved / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_failed_swap_puts_the_previous_folder_back(model, saved, monkeypatch):

@@ -97,6 +97,16 @@ def init_parameter_names(cls: type) -> set[str]:
     return names
 
 
+def _apply_umask_permissions(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder and some writers make 0600 files; give the saved folder the permissions
+    a plain mkdir/open would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.iterdir():
+        os.chmod(path, 0o666 & ~umask)
+
+
 def _replace_dir(new: Path, target: Path) -> None:
     """Move the complete folder ``new`` to ``target``. An existing ``target`` is set aside first and put back if the
     move fails, so ``target`` is always either the old or the new complete folder."""
@@ -222,11 +232,9 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         target = Path(save_directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); the saved folder gets normal permissions
         try:
             super().save_pretrained(tmp, config=config or self.hub_config(), model_card_kwargs=model_card_kwargs)
+            _apply_umask_permissions(tmp)
             _replace_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -268,7 +276,11 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
             data_section=_markdown_table({k: v for k, v in data.items()}, ("setting", "value")),
             recipe_section=_markdown_table({k: v for k, v in recipe.items() if v is not None}, ("setting", "value")),
             config_json=json.dumps(config, indent=2, sort_keys=True),
-            metrics_section=_markdown_table(record.get("metrics") or {}, ("metric", "value")),
+            # the run's own metrics; learning-rate monitor entries and the like are not results
+            metrics_section=_markdown_table(
+                {k: v for k, v in (record.get("metrics") or {}).items() if k.startswith(("train/", "val/", "test/"))},
+                ("metric", "value"),
+            ),
             limitations=kwargs.get(
                 "limitations",
                 "Metrics are from the online evaluation of the training run (kNN on a held-out split of the training "
