@@ -1,0 +1,29 @@
+"""Every shipped checkpoint in checkpoints/ loads with zoo.from_pretrained and embeds data of its kind."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+
+CHECKPOINTS = sorted(p for p in (Path(__file__).resolve().parents[1] / "checkpoints").iterdir() if p.is_dir())
+
+
+def test_there_is_at_least_one_checkpoint():
+    assert CHECKPOINTS
+
+
+@pytest.mark.parametrize("folder", CHECKPOINTS, ids=lambda p: p.name)
+def test_shipped_checkpoint_loads_and_embeds(folder):
+    config = json.loads((folder / "config.json").read_text())
+    assert config["method"] in zoo.list_models()
+    model = zoo.from_pretrained(folder)
+    card = (folder / "README.md").read_text()
+    assert "## Metrics" in card and "test/knn_acc" in card
+    if model.input_key == "image":
+        images = torch.randint(0, 256, (4, config["encoder"]["in_chans"], 28, 28), dtype=torch.uint8)
+        with torch.no_grad():
+            features = model.embed(images)
+        assert features.shape[0] == 4 and torch.isfinite(features).all()
