@@ -56,14 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import zoo
-    from zoo.hub import load_checkpoint_model
+    from zoo.hub import PretrainedLoadError, load_checkpoint_model
 
     start = time.perf_counter()
     checkpoint_path = Path(args.checkpoint)
-    if not checkpoint_path.is_file():
-        print(f"checkpoint {checkpoint_path} not found; train first: zoo fit --config configs/simclr/fashion_mnist.yaml", file=sys.stderr)
+    try:
+        trained, checkpoint = load_checkpoint_model(checkpoint_path)
+    except (FileNotFoundError, PretrainedLoadError) as e:
+        print(f"zoo.demo: error: {e}; train first: zoo fit --config configs/simclr/fashion_mnist.yaml", file=sys.stderr)
         return 2
-    trained, checkpoint = load_checkpoint_model(checkpoint_path)
     if "datamodule_hyper_parameters" not in checkpoint:
         print(f"{checkpoint_path}: has no datamodule settings; was it written by `zoo fit`?", file=sys.stderr)
         return 2
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, float] = {}
     trained_test_embeddings = None
-    for name, model in (("SimCLR, trained" if checkpoint["zoo_method"] == "simclr" else "trained", trained), ("random init", random_init)):
+    for name, model in ((f"{type(trained).__name__}, trained", trained), ("random init", random_init)):
         test_embeddings = embed_all(model, test_images)
         results[name] = knn_accuracy(embed_all(model, bank_images), bank_labels, test_embeddings, test_labels, num_classes)
         if model is trained:
