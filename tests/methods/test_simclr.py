@@ -40,3 +40,24 @@ def test_training_reduces_the_loss_on_a_fixed_batch(tiny_encoder):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.3
+
+
+def test_bf16_autocast_step_is_finite_and_close_to_fp32(tiny_encoder):
+    torch.manual_seed(0)
+    model = SimCLR(encoder=tiny_encoder, projector_out_dim=16)
+    images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)
+    batch = {"image": images, "views": model.make_views(images)}
+    reference = model.ssl_step(batch).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.ssl_step(batch).loss
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)  # NT-Xent runs in fp32 inside autocast
+    assert abs(loss.item() - reference.item()) < 0.05 * reference.item()
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_bf16_true_weights_accept_uint8_and_fp32_views(tiny_encoder):
+    model = SimCLR(encoder=tiny_encoder).to(torch.bfloat16).eval()
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    assert model.embed(images).dtype == torch.bfloat16
+    assert model.embed(model.make_views(images)[0]).shape == (4, 64)
