@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 DIGITS = str(REPO / "configs" / "simclr" / "digits.yaml")
 
 
-def tiny_overrides(root: Path, tiny_encoder: dict) -> list[str]:
+def tiny_overrides(root: Path, tiny_encoder: dict, config: str = DIGITS) -> list[str]:
     return [
-        "--config", DIGITS,
+        "--config", config,
         "--trainer.max_epochs", "2",
         "--trainer.limit_train_batches", "3",
         "--trainer.accelerator", "cpu",

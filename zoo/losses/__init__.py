@@ -1,5 +1,6 @@
 """Losses: small pure functions with paper-cited defaults, each tested against a manual reference."""
 
+from zoo.losses.byol import BYOLLoss, byol_loss, symmetric_byol_loss
 from zoo.losses.nt_xent import NTXentLoss, nt_xent_loss
 
-__all__ = ["NTXentLoss", "nt_xent_loss"]
+__all__ = ["BYOLLoss", "NTXentLoss", "byol_loss", "nt_xent_loss", "symmetric_byol_loss"]

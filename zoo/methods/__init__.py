@@ -1,6 +1,8 @@
 """Self-supervised methods, one file each; importing this package registers them."""
 
 from zoo.methods.base import SSLMethod, SSLOutput
+from zoo.methods.byol import BYOL
+from zoo.methods.momentum import MomentumMethod
 from zoo.methods.simclr import SimCLR
 
-__all__ = ["SSLMethod", "SSLOutput", "SimCLR"]
+__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR"]

@@ -130,6 +130,18 @@ class SSLMethod(HubMixin, L.LightningModule):
         return self.embed(inputs)
 
     # ---- training -----------------------------------------------------------------------------------------------
+    def make_views(self, inputs: Tensor) -> list[Tensor] | None:
+        """Augmented views of a training batch, made on the device; None (the default) for methods without views."""
+        return None
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # views are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device)
+        if self._trainer is not None and self.trainer.training and isinstance(batch, dict) and self.input_key in batch:
+            views = self.make_views(batch[self.input_key])
+            if views is not None:
+                batch["views"] = views
+        return batch
+
     def view_generator(self, view_index: int) -> torch.Generator:
         """Random source for this batch's augmentations: a function of (seed, rank, batches seen, view), so views
         are reproducible and a resumed run draws the same ones."""

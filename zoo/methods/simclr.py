@@ -64,11 +64,6 @@ class SimCLR(SSLMethod):
     def make_views(self, images: Tensor) -> list[Tensor]:
         return [self.views(images, self.view_generator(i)) for i in range(2)]
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self._trainer is not None and self.trainer.training and isinstance(batch, dict) and "image" in batch:
-            batch["views"] = self.make_views(batch["image"])
-        return batch
-
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
         view1, view2 = batch["views"] if "views" in batch else self.make_views(batch["image"])
         n = view1.shape[0]

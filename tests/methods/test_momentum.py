@@ -1,0 +1,96 @@
+from unittest import mock
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from zoo.methods.byol import BYOL
+from zoo.methods.momentum import cosine_tau, ema_update
+
+
+def test_cosine_tau_schedule():
+    assert cosine_tau(0, 100, 0.99) == pytest.approx(0.99)
+    assert cosine_tau(50, 100, 0.99) == pytest.approx(0.995)
+    assert cosine_tau(100, 100, 0.99) == pytest.approx(1.0)
+    assert cosine_tau(100, 100, 0.9, tau_final=0.95) == pytest.approx(0.95)
+
+
+def test_ema_update_covers_parameters_and_buffers():
+    torch.manual_seed(0)
+    online, target = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    online(torch.randn(8, 3) * 4 + 2)  # moves running stats and the batch counter
+    with torch.no_grad():
+        online.weight.copy_(torch.tensor([2.0, 3.0, 4.0]))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    ema_update(target, online, tau=0.9)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        expected = 0.9 * before[name] + 0.1 * online.state_dict()[name]
+        torch.testing.assert_close(target.state_dict()[name], expected)
+    assert target.num_batches_tracked == online.num_batches_tracked == 1  # integer buffer copied
+
+
+def tiny_byol(tiny_encoder, **kwargs):
+    return BYOL(encoder=tiny_encoder, projector_hidden_dim=32, projector_out_dim=16, predictor_hidden_dim=32, **kwargs)
+
+
+def test_targets_are_frozen_copies_outside_the_optimizer(tiny_encoder):
+    model = tiny_byol(tiny_encoder, num_classes=10)
+    assert not any(p.requires_grad for p in model.target_encoder.parameters())
+    for (name, p), (_, q) in zip(model.encoder.named_parameters(), model.target_encoder.named_parameters()):
+        assert torch.equal(p, q) and p.data_ptr() != q.data_ptr(), name
+    optimised = {id(p) for g in model.parameter_groups() for p in g["params"]}
+    assert not optimised & {id(p) for p in model.target_encoder.parameters()}
+    assert not optimised & {id(p) for p in model.target_projector.parameters()}
+
+
+def test_gradient_reaches_online_networks_only(tiny_encoder):
+    model = tiny_byol(tiny_encoder)
+    model.ssl_step({"image": torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)}).loss.backward()
+    assert all(p.grad is not None for p in model.predictor.parameters())
+    assert all(p.grad is not None for n, p in model.encoder.named_parameters())
+    assert all(p.grad is None for p in model.target_encoder.parameters())
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_one_ema_update_per_optimizer_step(tiny_encoder, accumulate):
+    from zoo.data.images import ImageDataModule
+
+    model = tiny_byol(tiny_encoder, optimizer="sgd", lr=0.05, warmup_epochs=0, ema_tau_base=0.9)
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=4, limit_val_batches=0, accumulate_grad_batches=accumulate,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    taus = []
+    real_update = model.update_targets
+
+    def spy():
+        taus.append(model.current_tau())
+        real_update()
+
+    with mock.patch.object(model, "update_targets", side_effect=spy):
+        trainer.fit(model, ImageDataModule(dataset="digits", batch_size=32, val_size=100, knn_bank_size=0))
+    steps = 4 // accumulate
+    assert trainer.global_step == steps and len(taus) == steps
+    # τ_k for optimizer steps k = 0 … K−1 (BYOL's schedule), not per micro-batch
+    assert taus == pytest.approx([cosine_tau(k, steps, 0.9) for k in range(steps)])
+    assert not torch.equal(model.encoder.backbone.conv1.weight, model.target_encoder.backbone.conv1.weight)
+
+
+def test_targets_round_trip_through_the_hub(tiny_encoder, tmp_path):
+    import zoo
+
+    model = tiny_byol(tiny_encoder)
+    with torch.no_grad():
+        for p in model.target_projector.parameters():
+            p.add_(1.0)  # make the target differ from the online copy
+    model.save_pretrained(tmp_path / "byol")
+    loaded = zoo.from_pretrained(tmp_path / "byol")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert len(loaded._ema_pairs) == 2 and loaded._ema_pairs[0][0] is loaded.target_encoder
+
+
+def test_invalid_tau():
+    with pytest.raises(ValueError, match="ema_tau"):
+        BYOL(ema_tau_base=1.2)

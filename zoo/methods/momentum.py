@@ -1,0 +1,83 @@
+"""``MomentumMethod``: methods with an exponential-moving-average (EMA) target network (BYOL, SLAP, the JEPAs).
+
+BYOL (Grill et al. 2020, arXiv 2006.07733, §3.1 and Appendix A): after each optimizer step the target ξ follows the
+online weights θ as ξ ← τξ + (1 − τ)θ, with τ_k = 1 − (1 − τ_base)(cos(πk/K) + 1)/2 rising from τ_base to 1 over
+the K optimizer steps of the run.
+
+- Parameters AND floating-point buffers (BN running statistics) are averaged; integer buffers (BN's batch counter)
+  are copied.
+- The update runs in ``optimizer_step``, which Lightning calls only when the optimizer really steps, so gradient
+  accumulation of k micro-batches gives one EMA update, as one k-times batch would.
+- τ depends only on the optimizer step count, and the targets are sub-modules, so both live in the checkpoint and a
+  resumed run continues the same schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.methods.base import SSLMethod
+
+
+def cosine_tau(step: int, total_steps: int, tau_base: float, tau_final: float = 1.0) -> float:
+    """BYOL's EMA coefficient at optimizer step ``step`` of ``total_steps``: ``tau_base`` → ``tau_final`` (cosine)."""
+    progress = min(1.0, step / max(1, total_steps))
+    return tau_final - (tau_final - tau_base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """ξ ← τξ + (1 − τ)θ over parameters and floating buffers; integer buffers are copied."""
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+        t.lerp_(o.detach(), 1.0 - tau)
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+        if t.is_floating_point():
+            t.lerp_(o, 1.0 - tau)
+        else:
+            t.copy_(o)
+
+
+class MomentumMethod(SSLMethod):
+    """Base of the EMA-target methods. A subclass builds its online networks, then calls
+    ``self.target_x = self.make_target(self.online_x)`` for each network that has a target."""
+
+    def __init__(self, ema_tau_base: float = 0.99, ema_tau_final: float = 1.0, **kwargs: Any) -> None:
+        """
+        Args:
+            ema_tau_base: τ at the first step (BYOL: 0.99 for 100-300 epochs, 0.996 for 1000).
+            ema_tau_final: τ at the last step (1.0 in BYOL).
+            **kwargs: optimisation and evaluation args of :class:`~zoo.methods.base.SSLMethod`.
+        """
+        super().__init__(**kwargs)
+        if not 0.0 <= ema_tau_base <= ema_tau_final <= 1.0:
+            raise ValueError(f"need 0 <= ema_tau_base <= ema_tau_final <= 1, got {ema_tau_base}, {ema_tau_final}")
+        self._ema_pairs: list[tuple[nn.Module, nn.Module]] = []
+
+    def make_target(self, online: nn.Module) -> nn.Module:
+        """A frozen copy of ``online`` that :meth:`update_targets` moves towards it."""
+        target = copy.deepcopy(online)
+        target.requires_grad_(False)
+        self._ema_pairs.append((target, online))
+        return target
+
+    def current_tau(self) -> float:
+        """τ for the update after the current optimizer step (the cosine schedule over the whole run)."""
+        if self._trainer is None:
+            return self.hparams.ema_tau_base
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else 0
+        return cosine_tau(self.trainer.global_step, total, self.hparams.ema_tau_base, self.hparams.ema_tau_final)
+
+    def update_targets(self) -> None:
+        tau = self.current_tau()
+        for target, online in self._ema_pairs:
+            ema_update(target, online, tau)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.update_targets()
