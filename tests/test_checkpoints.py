@@ -21,7 +21,8 @@ def test_shipped_checkpoint_loads_and_embeds(folder):
     assert config["method"] in zoo.list_models()
     model = zoo.from_pretrained(folder)
     card = (folder / "README.md").read_text()
-    assert "## Metrics" in card and "test/knn_acc" in card
+    # every card reports held-out numbers (kNN for image/skeleton models; task metrics for others)
+    assert "## Metrics" in card and "test/" in card
     if model.input_key == "image":
         images = torch.randint(0, 256, (4, config["encoder"]["in_chans"], 28, 28), dtype=torch.uint8)
         with torch.no_grad():
