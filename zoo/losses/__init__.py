@@ -2,5 +2,6 @@
 
 from zoo.losses.byol import BYOLLoss, byol_loss, symmetric_byol_loss
 from zoo.losses.nt_xent import NTXentLoss, nt_xent_loss
+from zoo.losses.swav import SwAVLoss, sinkhorn_knopp, swav_loss
 
-__all__ = ["BYOLLoss", "NTXentLoss", "byol_loss", "nt_xent_loss", "symmetric_byol_loss"]
+__all__ = ["BYOLLoss", "NTXentLoss", "SwAVLoss", "byol_loss", "nt_xent_loss", "sinkhorn_knopp", "swav_loss", "symmetric_byol_loss"]

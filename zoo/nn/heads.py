@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 
 class MLPHead(nn.Sequential):
@@ -40,3 +42,28 @@ class MLPHead(nn.Sequential):
             layers.append(bn)
         super().__init__(*layers)
         self.out_dim = out_dim
+
+
+class Prototypes(nn.Module):
+    """SwAV's prototypes C (Caron et al. 2020, arXiv 2006.09882): a bias-free linear layer whose K rows are kept on
+    the unit sphere, so scores z·Cᵀ of a normalised z are cosines. (lightly's ``SwaVPrototypes`` adds a bias; the
+    original has none.)"""
+
+    def __init__(self, dim: int, num_prototypes: int) -> None:
+        super().__init__()
+        if num_prototypes < 2:
+            raise ValueError(f"num_prototypes must be >= 2, got {num_prototypes}")
+        self.layer = nn.Linear(dim, num_prototypes, bias=False)
+        self.normalize()
+
+    @torch.no_grad()
+    def normalize(self) -> None:
+        """Project every prototype back onto the unit sphere (SwAV does this before every forward)."""
+        self.layer.weight.copy_(F.normalize(self.layer.weight, dim=1))
+
+    @property
+    def weight(self) -> Tensor:
+        return self.layer.weight
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.layer(z)
