@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from zoo.data.base import DataError, ZooDataModule
+from zoo.data.pseudo_labels import PseudoClassBatchSampler, PseudoLabelConfig, cached_pseudo_labels, resolve_pseudo_label_config
 
 # --------------------------------------------------------------------------------------------------------------------
 # IDX files
@@ -296,6 +297,10 @@ class ImageDataModule(ZooDataModule):
         seed: seed of the train/val split and of the train loader's shuffling.
         pin_memory: pin batches in page-locked memory (faster host-to-GPU copies).
         drop_last: drop the train loader's last incomplete batch (SSL losses want full batches).
+        pseudo_label_batches: G-SimCLR batching (:mod:`zoo.data.pseudo_labels`): train batches in which no two
+            images share a pseudo-class (denoising-autoencoder embeddings → balanced k-means, k = the global batch
+            size), reshuffled every epoch. ``{}`` takes the defaults; None (default) gives plain shuffled batches.
+            Under DDP, set ``trainer.use_distributed_sampler: false`` (the sampler slices each global batch itself).
     """
 
     DATASETS = ("fashion-mnist", "mnist", "idx", "digits")
@@ -312,6 +317,7 @@ class ImageDataModule(ZooDataModule):
         seed: int = 0,
         pin_memory: bool = False,
         drop_last: bool = True,
+        pseudo_label_batches: PseudoLabelConfig | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -343,6 +349,8 @@ class ImageDataModule(ZooDataModule):
         self.seed = int(seed)
         self.pin_memory = bool(pin_memory)
         self.drop_last = bool(drop_last)
+        self.pseudo_label_config = None if pseudo_label_batches is None else resolve_pseudo_label_config(pseudo_label_batches)
+        self._pseudo_labels: np.ndarray | None = None
         self._datasets: dict[str, ImageTensorDataset] | None = None
         self._indices: dict[str, np.ndarray] = {}
         self._num_classes: int | None = None
@@ -476,9 +484,37 @@ class ImageDataModule(ZooDataModule):
                 "the train loader would yield no batch; lower batch_size (or val_size), raise train_subset, or pass "
                 "drop_last=False"
             )
+        if self.pseudo_label_config is not None:
+            return self._pseudo_class_loader(ds)
         if self._train_generator is None:  # one stream for the module's life: reloaded loaders don't repeat orders
             self._train_generator = torch.Generator().manual_seed(self.seed)
         return self._loader(ds, shuffle=True, drop_last=self.drop_last, generator=self._train_generator)
+
+    def pseudo_labels(self, num_replicas: int = 1) -> np.ndarray:
+        """G-SimCLR pseudo-classes of the train split (computed once, cached on disk)."""
+        if self._pseudo_labels is None:
+            assert self.pseudo_label_config is not None
+            k = self.pseudo_label_config["num_clusters"] or self.batch_size * num_replicas
+            self._pseudo_labels = cached_pseudo_labels(self._dataset("train").images, k, self.pseudo_label_config)
+        return self._pseudo_labels
+
+    def prepare_data(self) -> None:
+        # the autoencoder and k-means run once, on one process per node; the other ranks read the cache
+        if self.pseudo_label_config is not None:
+            self.pseudo_labels(self._world_size())
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def _pseudo_class_loader(self, ds: ImageTensorDataset) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        sampler = PseudoClassBatchSampler(
+            self.pseudo_labels(self._world_size()), self.batch_size, self.seed, self.drop_last, self._world_size(), rank
+        )
+        return DataLoader(
+            ds, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate_batch,
+            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+        )
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         loaders = [self._loader(self._dataset(split), shuffle=False, drop_last=False)]

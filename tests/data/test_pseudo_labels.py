@@ -1,0 +1,137 @@
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from tests.test_cli import tiny_overrides
+from zoo.cli import main
+from zoo.data.base import DataError
+from zoo.data.images import ImageDataModule
+from zoo.data.pseudo_labels import (
+    DenoisingAutoencoder,
+    PseudoClassBatchSampler,
+    autoencoder_embeddings,
+    balanced_kmeans,
+    train_denoising_autoencoder,
+)
+
+
+@pytest.mark.parametrize("size", [8, 28, 32])
+def test_autoencoder_reconstructs_any_size_and_embeds_128_d(size):
+    model = DenoisingAutoencoder(in_chans=1)
+    x = torch.rand(3, 1, size, size)
+    out = model(x)
+    assert out.shape == x.shape and (out >= 0).all() and (out <= 1).all()
+    assert model.embed(x).shape == (3, 128)
+
+
+def test_autoencoder_training_lowers_the_reconstruction_error():
+    images = ImageDataModule(dataset="digits", val_size=0).arrays("train")[0][:512]
+    images = torch.from_numpy(images)
+    x = images.float() / 255
+    untrained = DenoisingAutoencoder(1)
+    trained = train_denoising_autoencoder(images, epochs=3, batch_size=64, lr=3e-3, seed=0)
+    with torch.no_grad():
+        before = torch.nn.functional.mse_loss(untrained.eval()(x), x).item()
+        after = torch.nn.functional.mse_loss(trained(x), x).item()
+    assert after < 0.5 * before
+    assert autoencoder_embeddings(trained, images).shape == (512, 128)
+
+
+def test_balanced_kmeans_recovers_equal_blobs_and_balances_unequal_ones():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 5)) * 20
+    blobs = np.concatenate([c + rng.normal(size=(25, 5)) for c in centres])
+    labels = balanced_kmeans(blobs, 4, seed=0)
+    truth = np.repeat(np.arange(4), 25)
+    # same partition up to renaming
+    assert all(len(set(labels[truth == t])) == 1 for t in range(4)) and len(set(labels)) == 4
+    unequal = np.concatenate([centres[0] + rng.normal(size=(70, 5)), centres[1] + rng.normal(size=(33, 5))])
+    sizes = np.bincount(balanced_kmeans(unequal, 10, seed=0), minlength=10)
+    assert sizes.sum() == 103 and set(sizes) <= {10, 11}
+    with pytest.raises(DataError, match="fewer"):
+        balanced_kmeans(unequal[:5], 10)
+
+
+def all_batches(sampler: PseudoClassBatchSampler) -> list[list[int]]:
+    return [list(b) for b in sampler]
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_no_batch_repeats_a_pseudo_class(balanced):
+    rng = np.random.default_rng(1)
+    labels = np.arange(1000) % 16 if balanced else rng.choice(16, size=1000, p=np.r_[0.3, np.full(15, 0.7 / 15)])
+    sampler = PseudoClassBatchSampler(labels, batch_size=16, seed=3)
+    batches = all_batches(sampler)
+    assert len(batches) == len(sampler) and all(len(b) == 16 for b in batches)
+    for batch in batches:
+        assert len(set(labels[batch])) == 16
+    flat = [i for b in batches for i in b]
+    assert len(flat) == len(set(flat))  # no image twice in an epoch
+    if balanced:
+        assert len(flat) == 1000 - 1000 % 16  # only the incomplete last batch is dropped
+
+
+def test_order_is_seeded_and_changes_every_epoch():
+    labels = np.arange(640) % 32
+    a, b = PseudoClassBatchSampler(labels, 32, seed=0), PseudoClassBatchSampler(labels, 32, seed=0)
+    assert all_batches(a) == all_batches(b)
+    first = all_batches(a)
+    a.sampler.set_epoch(1)
+    assert all_batches(a) != first
+    assert all_batches(PseudoClassBatchSampler(labels, 32, seed=1)) != first
+
+
+def test_ranks_get_disjoint_slices_of_each_global_batch():
+    labels = np.arange(512) % 64
+    ranks = [all_batches(PseudoClassBatchSampler(labels, 32, seed=0, num_replicas=2, rank=r)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 8
+    for part0, part1 in zip(*ranks):
+        global_batch = part0 + part1
+        assert len(set(labels[global_batch])) == 64  # the constraint holds over the global batch
+    with pytest.raises(ValueError, match="drop_last"):
+        PseudoClassBatchSampler(labels, 32, num_replicas=2, rank=0, drop_last=False)
+
+
+def test_datamodule_batches_pseudo_classes_caches_them_and_lightning_sets_the_epoch(tmp_path, monkeypatch, tiny_encoder):
+    settings = {"autoencoder_epochs": 1, "cache_dir": str(tmp_path / "cache")}
+    datamodule = ImageDataModule(dataset="digits", batch_size=32, val_size=300, knn_bank_size=0, pseudo_label_batches=settings)
+    loader = datamodule.train_dataloader()
+    labels = datamodule.pseudo_labels()
+    assert len(set(labels)) == 32  # k = the batch size
+    for batch in loader:
+        assert batch["image"].shape[0] == 32
+    batch_indices = list(loader.batch_sampler)
+    assert all(len(set(labels[b])) == 32 for b in batch_indices)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+    # a second run reads the cache instead of training the autoencoder again
+    import zoo.data.pseudo_labels as pseudo_labels
+
+    monkeypatch.setattr(pseudo_labels, "compute_pseudo_labels", lambda *a: pytest.fail("recomputed"))
+    again = ImageDataModule(dataset="digits", batch_size=32, val_size=300, knn_bank_size=0, pseudo_label_batches=settings)
+    np.testing.assert_array_equal(again.pseudo_labels(), labels)
+
+    from zoo.methods.simclr import SimCLR
+
+    model = SimCLR(encoder=tiny_encoder, projector_out_dim=8, optimizer="sgd", lr=0.01, warmup_epochs=0)
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=0, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=again)
+    assert trainer.train_dataloader.batch_sampler.sampler.epoch == 1
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(DataError, match="autoencoder_epoch"):
+        ImageDataModule(dataset="digits", pseudo_label_batches={"autoencoder_epoch": 1})
+
+
+def test_gsimclr_fit_through_the_cli(tmp_path, tiny_encoder):
+    settings = json.dumps({"autoencoder_epochs": 1, "cache_dir": str(tmp_path / "cache")})
+    args = tiny_overrides(tmp_path, tiny_encoder) + ["--data.init_args.pseudo_label_batches", settings]
+    assert main(["fit", *args]) == 0
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    # the batching mode is part of the recorded recipe
+    assert checkpoint["zoo_training_record"]["data"]["pseudo_label_batches"]["autoencoder_epochs"] == 1
