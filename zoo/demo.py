@@ -4,8 +4,9 @@
         --export-dir checkpoints/simclr-fashion-mnist
 
 1. kNN accuracy (cosine, k = 200, exp(sim / 0.1) weights; Wu et al. 2018) on the official test split with the
-   training split as the memory bank, for three embeddings: the trained encoder, the same architecture at random
-   initialisation (same config, seed 0), and raw pixels (the baseline any representation should approach).
+   training split as the memory bank, and linear-probe accuracy (logistic regression on the frozen, standardised
+   training embeddings; :mod:`zoo.eval.linear`), for three embeddings: the trained encoder, the same architecture at
+   random initialisation (same config, seed 0), and raw pixels (the baseline any representation should approach).
 2. Export to a Hub folder (config.json + model.safetensors + README.md card with these numbers).
 3. Reload with ``zoo.from_pretrained`` and check that its embeddings equal the trained model's, bit for bit.
 
@@ -78,28 +79,34 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kNN (k={KNN_K}, T={KNN_TEMPERATURE}, cosine): bank = {len(bank_images)} train images, queries = "
           f"{len(test_images)} test images of {datamodule.dataset}")
 
-    results: dict[str, float] = {}
+    from zoo.eval.linear import linear_probe_accuracy
+
+    results: dict[str, tuple[float, float]] = {}
     trained_test_embeddings = None
-    for name, model in ((f"{type(trained).__name__}, trained", trained), ("random init", random_init)):
-        test_embeddings = embed_all(model, test_images)
-        results[name] = knn_accuracy(embed_all(model, bank_images), bank_labels, test_embeddings, test_labels, num_classes)
-        if model is trained:
-            trained_test_embeddings = test_embeddings
-    results["raw pixels"] = knn_accuracy(
-        bank_images.flatten(1).float(), bank_labels, test_images.flatten(1).float(), test_labels, num_classes
-    )
+    embeddings = {
+        f"{type(trained).__name__}, trained": (embed_all(trained, bank_images), embed_all(trained, test_images)),
+        "random init": (embed_all(random_init, bank_images), embed_all(random_init, test_images)),
+        "raw pixels": (bank_images.flatten(1).float(), test_images.flatten(1).float()),
+    }
+    trained_test_embeddings = next(iter(embeddings.values()))[1]
+    for name, (bank, test) in embeddings.items():
+        results[name] = (
+            knn_accuracy(bank, bank_labels, test, test_labels, num_classes),
+            linear_probe_accuracy(bank, bank_labels, test, test_labels, num_classes),
+        )
 
     record = trained.training_record()
     epochs, steps = record.get("epochs_completed"), record.get("global_step")
     print()
-    print(f"| embedding ({epochs} epochs, {steps} steps) | test kNN accuracy |")
-    print("| --- | --- |")
-    for name, accuracy in results.items():
-        print(f"| {name} | {accuracy:.4f} |")
+    print(f"| embedding ({epochs} epochs, {steps} steps) | test kNN accuracy | test linear-probe accuracy |")
+    print("| --- | --- | --- |")
+    for name, (knn, linear) in results.items():
+        print(f"| {name} | {knn:.4f} | {linear:.4f} |")
 
     metrics = dict(record.get("metrics") or {})
-    for name, accuracy in results.items():
-        metrics[f"test/knn_acc ({name}; k={KNN_K}, bank = train split)"] = round(accuracy, 4)
+    for name, (knn, linear) in results.items():
+        metrics[f"test/knn_acc ({name}; k={KNN_K}, bank = train split)"] = round(knn, 4)
+        metrics[f"test/linear_acc ({name}; logistic regression on the train split)"] = round(linear, 4)
     export_dir = Path(args.export_dir)
     trained.save_pretrained(export_dir, model_card_kwargs={"metrics": metrics})
     reloaded = zoo.from_pretrained(export_dir)
