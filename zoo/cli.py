@@ -4,6 +4,7 @@
     zoo list                      registered methods
     zoo export CKPT DIR           Lightning checkpoint → Hub folder (config.json, model.safetensors, README.md)
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
+    zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
 
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
 zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads.
@@ -95,7 +96,13 @@ def _push(argv: list[str]) -> int:
     return 0
 
 
-TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push}
+def _cards(argv: list[str]) -> int:
+    from zoo.cards import main as cards_main
+
+    return cards_main(argv)
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push, "cards": _cards}
 
 
 def main(argv: list[str] | None = None) -> int:
