@@ -5,6 +5,7 @@
     zoo export CKPT DIR           Lightning checkpoint → Hub folder (config.json, model.safetensors, README.md)
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
     zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
+    zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/finetune.py)
 
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
 zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads.
@@ -102,7 +103,15 @@ def _cards(argv: list[str]) -> int:
     return cards_main(argv)
 
 
-TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push, "cards": _cards}
+def _finetune(argv: list[str]) -> int:
+    from zoo.finetune import main as finetune_main
+
+    return finetune_main(argv)
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {
+    "list": _list, "export": _export, "push": _push, "cards": _cards, "finetune": _finetune,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in TOOLS:
         try:
             return TOOLS[args[0]](args[1:])
-        except (FileNotFoundError, KeyError, ValueError) as e:  # PretrainedLoadError is a ValueError
+        except (CLIError, DataError, FileNotFoundError, KeyError, ValueError) as e:  # PretrainedLoadError is a ValueError
             print(f"zoo {args[0]}: error: {e.args[0] if e.args else e}", file=sys.stderr)
             return 2
     try:

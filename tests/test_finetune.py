@@ -1,0 +1,111 @@
+"""The fine-tune starter: linear probe / fine-tune / freeze-then-unfreeze on a pretrained encoder."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from zoo.cli import main
+from zoo.data.images import ImageDataModule
+from zoo.finetune import FineTuner
+from zoo.methods.simclr import SimCLR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    from tests.conftest import TINY_ENCODER
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("pretrained") / "simclr-tiny"
+    model = SimCLR(encoder=TINY_ENCODER, projector_out_dim=8, num_classes=10)
+    # a random encoder whose BN statistics are those of the data (random features, properly scaled): informative
+    # enough for a probe to beat chance clearly, without a pre-training run in the test
+    images = torch.from_numpy(ImageDataModule(dataset="digits", val_size=0).arrays("train")[0])
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average
+    with torch.no_grad():
+        model.train()
+        model.embed(images)
+    model.save_pretrained(folder)
+    return folder
+
+
+def fit(model: FineTuner, epochs: int = 1, callbacks=()) -> L.Trainer:
+    trainer = L.Trainer(max_epochs=epochs, limit_train_batches=4, limit_val_batches=2, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=list(callbacks))
+    trainer.fit(model, datamodule=ImageDataModule(dataset="digits", batch_size=32, val_size=300, knn_bank_size=0))
+    return trainer
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before: dict, module: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items() if v.is_floating_point())
+
+
+def test_linear_probe_trains_only_the_head_and_keeps_bn_statistics(pretrained):
+    model = FineTuner(str(pretrained), num_classes=10, mode="linear", lr=0.05)
+    encoder, head = snapshot(model.encoder), snapshot(model.head)
+    fit(model)
+    assert not changed(encoder, model.encoder)  # weights and BN running statistics
+    assert changed(head, model.head)
+
+
+def test_finetune_trains_the_encoder_but_not_the_ssl_heads(pretrained):
+    model = FineTuner(str(pretrained), num_classes=10, mode="finetune", head="mlp", lr=0.01)
+    encoder, projector = snapshot(model.encoder), snapshot(model.backbone.projector)
+    fit(model)
+    assert changed(encoder, model.encoder)
+    assert not changed(projector, model.backbone.projector)
+
+
+def test_freeze_then_unfreeze_switches_at_its_epoch(pretrained):
+    model = FineTuner(str(pretrained), num_classes=10, mode="freeze_then_unfreeze", unfreeze_epoch=1, lr=0.01)
+    initial = snapshot(model.encoder)
+    after_epoch: list[bool] = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            after_epoch.append(changed(initial, module.encoder))
+
+    fit(model, epochs=2, callbacks=[Record()])
+    assert after_epoch == [False, True]
+
+
+def test_layer_decay_gives_deeper_layers_larger_learning_rates(pretrained):
+    model = FineTuner(str(pretrained), num_classes=10, mode="finetune", lr=0.1, layer_decay=0.5)
+    model.trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False)  # for the schedule length
+    model.trainer.fit_loop.setup_data = lambda: None
+    groups = model._encoder_groups()
+    lrs = sorted({round(g["lr"], 8) for g in groups})
+    assert len(lrs) >= 3 and max(lrs) == pytest.approx(0.1) and min(lrs) < 0.1 * 0.5**2
+    covered = {id(p) for g in groups for p in g["params"]}
+    assert covered == {id(p) for p in model.encoder.parameters()}
+
+
+def test_bad_settings_are_named(pretrained):
+    with pytest.raises(ValueError, match="unknown fine-tuning mode 'probe'"):
+        FineTuner(str(pretrained), num_classes=10, mode="probe")
+    with pytest.raises(ValueError, match="num_classes"):
+        FineTuner(str(pretrained), num_classes=None)
+
+
+def test_zoo_finetune_command(pretrained, tmp_path, capsys):
+    args = ["finetune", "--pretrained", str(pretrained), "--config", str(REPO / "configs" / "finetune" / "digits.yaml"),
+            "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false", "--model.mode", "finetune",
+            "--trainer.default_root_dir", str(tmp_path),
+            "--trainer.callbacks.init_args.dirpath", str(tmp_path / "ckpt")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test/acc:")[1].split()[0])
+    assert 0.5 < accuracy <= 1.0  # fine-tuning on digits gets far above chance (0.1) within 2 epochs
+    assert main(["finetune", "--pretrained", str(tmp_path / "missing"), "--config",
+                 str(REPO / "configs" / "finetune" / "digits.yaml")]) == 2
+    assert "missing" in capsys.readouterr().err
