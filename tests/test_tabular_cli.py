@@ -65,9 +65,14 @@ def test_export_reload_and_downstream_protocol(fitted, tmp_path, capsys):
 
     # the same protocol from the command line, reading the data settings from the model's training record
     out = tmp_path / "eval.json"
-    assert main(["tabular-eval", str(tmp_path / "hub"), "--adapter", "per_token", "--seeds", "0", "--max-epochs", "3", "--no-baselines", "--output", str(out)]) == 0
+    assert main(["tabular-eval", str(tmp_path / "hub"), "--adapter", "per_token", "--seeds", "0", "--max-epochs", "3", "--no-baselines", "--output", str(out), "--export", str(tmp_path / "card")]) == 0
     assert "MLP on frozen TJEPA (per_token)" in capsys.readouterr().out
-    assert json.loads(out.read_text())["dataset"] == "breast_cancer"
+    written = json.loads(out.read_text())
+    assert written["dataset"] == "breast_cancer"
+    accuracy = written["summary"]["MLP on frozen TJEPA (per_token)"]["mean"]
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert "## Metrics" in card and f"test/accuracy (MLP on frozen TJEPA (per_token); mean ± std over 1 seeds) | {accuracy:.4f}" in card
+    assert torch.equal(zoo.from_pretrained(tmp_path / "card").embed(torch.from_numpy(x)), model.embed(torch.from_numpy(x)))
 
 
 def test_bad_tabular_data_is_one_line_before_training(tmp_path, capsys):

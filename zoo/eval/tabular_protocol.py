@@ -329,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true", help="only the MLP on the frozen encoder")
     parser.add_argument("--boosting-rounds", type=int, default=1000)
     parser.add_argument("--output", default=None, help="write the per-seed results as JSON here")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="also save the model as a Hub folder whose card reports these test numbers")
     args = parser.parse_args(argv)
     model, datamodule = load_model_and_data(args.model, args.dataset)
     head = HeadConfig(max_epochs=args.max_epochs, patience=args.patience)
@@ -338,7 +340,27 @@ def main(argv: list[str] | None = None) -> int:
     print(result.markdown())
     if args.output:
         Path(args.output).write_text(json.dumps({**result.to_json(), "head": asdict(head), "model": args.model}, indent=2))
+    if args.export:
+        export_with_results(model, result, args.export)
+        print(f"exported {args.model} -> {args.export}")
     return 0
+
+
+def export_with_results(model: Any, result: TabularEvalResult, directory: str | Path) -> None:
+    """``save_pretrained`` with the protocol's held-out numbers added to the card's metrics as ``test/...``."""
+    metrics = dict(model.training_record().get("metrics") or {})
+    seeds = max(len(r) for r in result.runs.values())
+    for name, (mean, std) in result.summary().items():
+        metrics[f"test/{result.metric} ({name}; mean ± std over {seeds} seeds)"] = f"{mean:.4f} ± {std:.4f}"
+    limitations = (
+        f"The test/ numbers come from `zoo tabular-eval` (T-JEPA's downstream protocol: the frozen target encoder, "
+        f"a {result.adapter} adapter and an MLP early-stopped on the validation split; the same split and "
+        "preprocessing as pre-training; seeds vary the downstream training only). The model embeds rows "
+        "preprocessed by zoo's TabularDataModule with the settings above (min-max fitted on its train split, "
+        "category codes); raw rows must go through the same preprocessing. Short CPU-budget pre-training: see the "
+        "recipe before comparing with the paper."
+    )
+    model.save_pretrained(directory, model_card_kwargs={"metrics": metrics, "limitations": limitations})
 
 
 if __name__ == "__main__":
