@@ -28,3 +28,10 @@ def test_shipped_checkpoint_loads_and_embeds(folder):
         with torch.no_grad():
             features = model.embed(images)
         assert features.shape[0] == 4 and torch.isfinite(features).all()
+    elif model.input_key == "features":  # tabular: preprocessed numerics in [0, 1], then category codes
+        schema = config["feature_schema"]
+        numeric = torch.rand(4, len(schema["numeric"]))
+        codes = [torch.randint(0, card, (4, 1)).float() for card in schema["cardinalities"]]
+        with torch.no_grad():
+            features = model.embed(torch.cat([numeric, *codes], dim=1))
+        assert features.shape == (4, config["encoder"]["dim"]) and torch.isfinite(features).all()

@@ -6,9 +6,11 @@
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
     zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
     zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/finetune.py)
+    zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
 
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
-zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads.
+zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads, and a tabular
+datamodule's ``feature_schema`` to the method's tokenizer.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class ZooCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        # tabular data: the column schema builds the tokenizer (jsonargparse skips the link for datamodules without it)
+        parser.link_arguments("data.feature_schema", "model.init_args.feature_schema", apply_on="instantiate")
 
     def instantiate_classes(self) -> None:
         # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
@@ -109,8 +113,15 @@ def _finetune(argv: list[str]) -> int:
     return finetune_main(argv)
 
 
+def _tabular_eval(argv: list[str]) -> int:
+    from zoo.eval.tabular_protocol import main as tabular_eval
+
+    return tabular_eval(argv)
+
+
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     "list": _list, "export": _export, "push": _push, "cards": _cards, "finetune": _finetune,
+    "tabular-eval": _tabular_eval,
 }
 
 

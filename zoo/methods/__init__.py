@@ -5,5 +5,6 @@ from zoo.methods.byol import BYOL
 from zoo.methods.momentum import MomentumMethod
 from zoo.methods.simclr import SimCLR
 from zoo.methods.swav import SwAV
+from zoo.methods.tjepa import TJEPA
 
-__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR", "SwAV"]
+__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR", "SwAV", "TJEPA"]

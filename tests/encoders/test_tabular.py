@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from zoo.encoders.tabular import FeatureTokenizer, TabularTransformer, sinusoidal_positions
+from zoo.nn.jepa_predictor import JEPAPredictor
+
+TINY = {"dim": 16, "depth": 1, "heads": 2, "ff_dim": 32, "num_reg_tokens": 2}
+
+
+def test_tokenizer_numeric_tokens_are_affine_and_unknown_codes_use_bucket_zero():
+    tok = FeatureTokenizer(2, [3, 4], 8)
+    x = torch.tensor([[0.0, 1.0, 1.0, 2.0], [0.5, 0.0, 7.0, -1.0]])
+    t = tok(x)
+    assert t.shape == (2, 4, 8)
+    torch.testing.assert_close(t[0, 0], tok.bias[0])  # x = 0 → bias only
+    torch.testing.assert_close(t[0, 1], tok.numeric_weight[1] + tok.bias[1])
+    # the second categorical column's table starts after the first's 3 rows
+    torch.testing.assert_close(t[0, 3], tok.embedding.weight[3 + 2] + tok.bias[3])
+    # out-of-range codes (7 ≥ 3, −1) fall into each column's unknown bucket, never into another column's table
+    torch.testing.assert_close(t[1, 2], tok.embedding.weight[0] + tok.bias[2])
+    torch.testing.assert_close(t[1, 3], tok.embedding.weight[3] + tok.bias[3])
+
+
+def test_encoder_shapes_with_and_without_a_keep_index():
+    enc = TabularTransformer(3, [5], TINY)
+    x = torch.rand(6, 4)
+    assert enc(x).shape == (6, 6, 16)  # R + D tokens
+    keep = torch.tensor([[0, 1, 3]] * 6)
+    assert enc(x, keep).shape == (6, 3, 16)
+    with pytest.raises(ValueError, match=r"features \[B, 4\]"):
+        enc(torch.rand(6, 5))
+    with pytest.raises(ValueError, match="unknown tabular encoder key"):
+        TabularTransformer(3, [], {"width": 3})
+
+
+def test_sinusoidal_table_and_predictor_shapes():
+    table = sinusoidal_positions(5, 8)
+    assert table.shape == (5, 8) and torch.equal(table[0, 1::2], torch.ones(4))
+    pred = JEPAPredictor(16, 10, dim=8, depth=1, heads=2)
+    context = torch.randn(3, 4, 16)
+    out = pred(context, torch.tensor([[0, 1, 4, 6]] * 3), torch.tensor([[[2, 3]] * 3] * 4))
+    assert out.shape == (4, 3, 2, 16)
