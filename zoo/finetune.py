@@ -109,9 +109,9 @@ class FineTuner(L.LightningModule):
 
     @property
     def encoder(self) -> nn.Module:
-        """The part of the pretrained model that ``embed`` runs (``.encoder`` for every zoo method); its heads,
-        targets and probes are not trained here."""
-        return getattr(self.backbone, "encoder", self.backbone)
+        """The part of the pretrained model that ``embed`` runs (``embedding_encoder()`` of every zoo method); its
+        heads, other targets and probes are not trained here."""
+        return self.backbone.embedding_encoder()
 
     def _set_encoder_trainable(self, trainable: bool) -> None:
         self.backbone.requires_grad_(False)

@@ -137,3 +137,35 @@ def test_fit_through_the_cli_then_export_and_reload(tiny_encoder, tmp_path):
     images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
     assert torch.equal(loaded.embed(images), reference.embed(images))
     torch.testing.assert_close(loaded.prototypes.weight, reference.prototypes.weight)
+
+
+def _swav_step_gradients(rank: int, world_size: int, state: dict, crops: list[torch.Tensor]):
+    from tests.conftest import TINY_ENCODER
+
+    model = tiny_swav(TINY_ENCODER)
+    model.load_state_dict(state)
+    # BN in eval mode: batch statistics would couple the samples of a rank (SyncBN needs a GPU); what is left
+    # across samples is the Sinkhorn equipartition, which must run over the global batch
+    model.eval()
+    n = crops[0].shape[0] // world_size
+    local = [c[rank * n : (rank + 1) * n] for c in crops]
+    loss = model.ssl_step({"image": local[0], "views": local}).loss
+    loss.backward()
+    return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def test_two_process_step_equals_one_process_on_the_global_batch(tiny_encoder, tmp_path):
+    from tests.distributed import run_distributed
+
+    torch.manual_seed(0)
+    model = tiny_swav(tiny_encoder)
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    crops = model.make_views(images)
+    state = model.state_dict()
+    results = run_distributed(_swav_step_gradients, tmp_path, state, crops)
+    full_loss, full_grads = _swav_step_gradients(0, 1, state, crops)
+    # DDP averages gradients (and the logged loss) over ranks
+    assert torch.stack([r[0] for r in results]).mean().item() == pytest.approx(full_loss.item(), rel=1e-5)
+    for name, grad in full_grads.items():
+        averaged = (results[0][1][name] + results[1][1][name]) / 2
+        torch.testing.assert_close(averaged, grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -107,6 +107,11 @@ class SSLMethod(HubMixin, L.LightningModule):
         """One training step's self-supervised loss on a batch (views already on the device)."""
         raise NotImplementedError
 
+    def embedding_encoder(self) -> torch.nn.Module:
+        """The network ``embed`` runs: what a fine-tune trains. ``self.encoder`` by default; methods that evaluate
+        their EMA target (the JEPAs) return it instead."""
+        return self.encoder
+
     # ---- evaluation ---------------------------------------------------------------------------------------------
     def init_evaluation(self, feature_dim: int) -> None:
         """Create the online probe and metric suites; call at the end of a subclass ``__init__``."""

@@ -99,6 +99,9 @@ class TJEPA(MomentumMethod):
         self.init_evaluation(self.encoder.dim)
 
     # ---- representation -------------------------------------------------------------------------------------------
+    def embedding_encoder(self) -> torch.nn.Module:
+        return self.target_encoder  # T-JEPA's downstream protocol reads the target encoder
+
     def embed_tokens(self, features: Tensor) -> Tensor:
         """The target encoder's output tokens [B, R + D, h] (input of the downstream adapters)."""
         return self.target_encoder(features)
