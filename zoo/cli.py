@@ -4,6 +4,7 @@
     zoo list                      registered methods
     zoo export CKPT DIR           Lightning checkpoint → Hub folder (config.json, model.safetensors, README.md)
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
+    zoo data skeleton-actions DIR write a generated skeleton-action data set (NTU format)
 
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
 zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads.
@@ -95,7 +96,16 @@ def _push(argv: list[str]) -> int:
     return 0
 
 
-TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push}
+def _data(argv: list[str]) -> int:
+    from zoo.data import skeleton_generator
+
+    builders = {"skeleton-actions": skeleton_generator.main}
+    if not argv or argv[0] not in builders:
+        raise ValueError(f"usage: zoo data {{{','.join(builders)}}} DIR [options]; got {' '.join(argv) or 'nothing'}")
+    return builders[argv[0]](argv[1:])
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.images import ImageDataModule
+from zoo.data.skeleton import SkeletonDataModule
 from zoo.data.views import ImageViewConfig, ImageViews
 
-__all__ = ["DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "ZooDataModule"]
+__all__ = ["DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "SkeletonDataModule", "ZooDataModule"]
