@@ -4,5 +4,6 @@ from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.methods.byol import BYOL
 from zoo.methods.momentum import MomentumMethod
 from zoo.methods.simclr import SimCLR
+from zoo.methods.skeleton_mae import SkeletonMAE
 
-__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR"]
+__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR", "SkeletonMAE"]
