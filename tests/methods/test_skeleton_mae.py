@@ -184,3 +184,21 @@ def test_zoo_fit_then_export_and_load(tmp_path):
     assert main(["data", "skeleton-actions", str(tmp_path / "d2"), "--train", "12", "--test", "12", "--frames", "8"]) == 0
     assert (tmp_path / "d2" / "train_data.npy").is_file()
     assert main(["data", "nothing"]) == 2
+
+
+def test_ntu60_recipe_runs_on_mmskeleton_named_files(tmp_path):
+    from zoo.data.skeleton import write_ntu_split
+
+    for split, seed in (("train", 0), ("val", 1)):  # mmskeleton names the test split "val"
+        data, labels = generate_actions(40, seed=seed, max_frames=16)
+        write_ntu_split(tmp_path, split, data, labels)
+        (tmp_path / f"{split}_data.npy").rename(tmp_path / f"{split}_data_joint.npy")
+    args = [
+        "fit", "--config", str(REPO / "configs" / "skeleton_mae" / "ntu60_xsub.yaml"), "--trainer.fast_dev_run", "1",
+        "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.callbacks", "[]",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+        "--model.init_args.encoder", json.dumps({**TINY, "velocity": False}), "--data.init_args.path", str(tmp_path),
+        "--data.init_args.num_frames", "8", "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
+        "--data.init_args.val_size", "8", "--data.init_args.knn_bank_size", "16",
+    ]  # fmt: skip
+    assert main(args) == 0
