@@ -1,4 +1,4 @@
-"""Supervised evaluation of skeleton encoders: linear probe and STRL fine-tuning (SkeletonMAE §3.4, §4.1).
+"""Supervised evaluation of skeleton encoders: linear probe and STRL fine-tuning (SkeletonMAE, Yan et al. 2023).
 
 ``SkeletonClassifier`` takes a :class:`~zoo.methods.skeleton_mae.SkeletonMAE` (pre-trained, e.g. from
 ``zoo.from_pretrained``, or freshly initialised for the random-init baseline) and a mode:

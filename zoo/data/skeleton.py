@@ -211,7 +211,10 @@ def resample_frames(data: np.ndarray, num_frames: int) -> np.ndarray:
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, lengths[:, None] - 1)
     w = (pos - lo)[:, None, :, None, None].astype(np.float32)
-    take = lambda idx: np.take_along_axis(data, idx[:, None, :, None, None].repeat(c, 1).repeat(v, 3).repeat(m, 4), axis=2)  # noqa: E731
+
+    def take(idx: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(data, np.broadcast_to(idx[:, None, :, None, None], (n, c, num_frames, v, m)), axis=2)
+
     a, b = take(lo), take(hi)
     out = (1 - w) * a + w * b
     missing_a = np.all(a == 0, axis=1, keepdims=True)

@@ -5,7 +5,7 @@
 - ``coco17``: the 17 COCO keypoints (Lin et al. 2014) that pyskl's 2-D pose data uses; SkeletonMAE (Yan et al.,
   ICCV 2023) pre-trains on this layout. Edges as in pyskl.
 
-Body parts follow SkeletonMAE §3.2: head, torso, left arm, right arm, left leg, right leg. For COCO the paper gives
+Body parts follow SkeletonMAE's masking regions: head, torso, left arm, right arm, left leg, right leg. For COCO the paper gives
 the mapping; for NTU-25 we use the equivalent grouping (every joint in exactly one part, hands and thumbs with their
 arm, shoulders and hips with the torso as in the COCO mapping).
 """
@@ -109,7 +109,7 @@ def _coco17() -> SkeletonLayout:
         (15, 13), (13, 11), (16, 14), (14, 12), (11, 5), (12, 6), (9, 7), (7, 5), (10, 8), (8, 6), (5, 0), (6, 0),
         (1, 0), (3, 1), (2, 0), (4, 2),
     )  # fmt: skip
-    parts = {  # SkeletonMAE §3.2
+    parts = {  # the mapping SkeletonMAE gives for COCO
         "head": (0, 1, 2, 3, 4),
         "torso": (5, 6, 11, 12),
         "left_arm": (7, 9),

@@ -68,7 +68,7 @@ class SkeletonGraph(nn.Module):
 
 class SkeletonEncoder(nn.Module):
     """Joint embedding (a linear map of each joint's coordinates per frame, plus a learned joint-identity vector)
-    followed by ``num_layers`` × [GINConv → BatchNorm → PReLU] on each frame's skeleton graph (SkeletonMAE §3.3:
+    followed by ``num_layers`` × [GINConv → BatchNorm → PReLU] on each frame's skeleton graph (SkeletonMAE:
     GIN outperformed GCN and GAT).
 
     ``forward(x [B, C, T, V, M])`` → ``(features [B, M, T, V, D], present [B, M])``; absent persons' features are 0.
@@ -156,7 +156,8 @@ def temporal_pyramid(h: Tensor, scales: tuple[int, ...]) -> Tensor:
 
 
 class STRLHead(nn.Module):
-    """STRL-style spatio-temporal classifier on encoder features ``[B, M, T, V, D]`` (SkeletonMAE §3.4).
+    """STRL-style spatio-temporal classifier on encoder features ``[B, M, T, V, D]`` (SkeletonMAE's fine-tuning
+    module).
 
     H⁰ = encoder features + a learnable temporal position embedding; per person, each of ``num_layers`` layers is
     H^{l+1} = ReLU(BN(SM(H^l) W^l)) + H^l W_res^l with SM(H) = Repeat_V(SumPool_V(H)) ⊕ H (each joint sees the

@@ -1,5 +1,5 @@
-"""Scaled cosine error (GraphMAE: Hou et al. 2022, arXiv 2205.10803, eq. 2), the loss of SkeletonMAE (Yan et al.,
-ICCV 2023, eq. 5): L = mean_i (1 − cos(x_i, z_i))^β over the masked nodes, β ≥ 1. Raising the error to β
+"""Scaled cosine error (GraphMAE: Hou et al. 2022, arXiv 2205.10803), the loss of SkeletonMAE (Yan et al.,
+ICCV 2023): L = mean_i (1 − cos(x_i, z_i))^β over the masked nodes, β ≥ 1. Raising the error to β
 down-weights easy nodes (cos near 1) relative to hard ones; both papers use β = 2 for their main results."""
 
 from __future__ import annotations

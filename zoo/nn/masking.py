@@ -1,5 +1,5 @@
-"""Masks for masked modelling. Skeletons: SkeletonMAE's body-part masking (Yan et al., ICCV 2023, §3.2), and
-random joint masking (its ablation, Table 5)."""
+"""Masks for masked modelling. Skeletons: SkeletonMAE's body-part masking (Yan et al., ICCV 2023), and random
+joint masking (its ablation alternative)."""
 
 from __future__ import annotations
 
