@@ -35,3 +35,16 @@ def test_shipped_checkpoint_loads_and_embeds(folder):
         with torch.no_grad():
             features = model.embed(torch.cat([numeric, *codes], dim=1))
         assert features.shape == (4, config["encoder"]["dim"]) and torch.isfinite(features).all()
+    elif model.input_key == "skeleton":
+        from zoo.data.skeleton import normalize_skeletons, resample_frames
+        from zoo.data.skeleton_generator import generate_actions
+
+        layout = model.encoder.layout
+        if layout.name == "ntu25":  # generated actions, preprocessed as the datamodule does
+            data, _ = generate_actions(4, seed=0, max_frames=16)
+            skeletons = torch.from_numpy(normalize_skeletons(resample_frames(data, 16), layout))
+        else:
+            skeletons = torch.randn(4, model.encoder.in_channels, 16, layout.num_joints, 2)
+        with torch.no_grad():
+            features = model.embed(skeletons)
+        assert features.shape == (4, model.feature_dim) and torch.isfinite(features).all()

@@ -7,6 +7,7 @@
     zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
     zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/finetune.py)
     zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
+    zoo data skeleton-actions DIR write a generated skeleton-action data set (NTU format)
 
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
 zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads, and a tabular
@@ -119,9 +120,18 @@ def _tabular_eval(argv: list[str]) -> int:
     return tabular_eval(argv)
 
 
+def _data(argv: list[str]) -> int:
+    from zoo.data import skeleton_generator
+
+    builders = {"skeleton-actions": skeleton_generator.main}
+    if not argv or argv[0] not in builders:
+        raise ValueError(f"usage: zoo data {{{','.join(builders)}}} DIR [options]; got {' '.join(argv) or 'nothing'}")
+    return builders[argv[0]](argv[1:])
+
+
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     "list": _list, "export": _export, "push": _push, "cards": _cards, "finetune": _finetune,
-    "tabular-eval": _tabular_eval,
+    "tabular-eval": _tabular_eval, "data": _data,
 }
 
 

@@ -2,7 +2,11 @@
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.images import ImageDataModule
+from zoo.data.skeleton import SkeletonDataModule
 from zoo.data.tabular import TabularDataModule
 from zoo.data.views import ImageViewConfig, ImageViews
 
-__all__ = ["DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "TabularDataModule", "ZooDataModule"]
+__all__ = [
+    "DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "SkeletonDataModule", "TabularDataModule",
+    "ZooDataModule",
+]

@@ -4,7 +4,8 @@ from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.methods.byol import BYOL
 from zoo.methods.momentum import MomentumMethod
 from zoo.methods.simclr import SimCLR
+from zoo.methods.skeleton_mae import SkeletonMAE
 from zoo.methods.swav import SwAV
 from zoo.methods.tjepa import TJEPA
 
-__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR", "SwAV", "TJEPA"]
+__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR", "SkeletonMAE", "SwAV", "TJEPA"]
