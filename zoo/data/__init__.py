@@ -1,7 +1,8 @@
 """LightningDataModules per modality (the DataLoader only decodes) and device-side views."""
 
+from zoo.data.audio_text import AudioTextDataModule
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.images import ImageDataModule
 from zoo.data.views import ImageViewConfig, ImageViews
 
-__all__ = ["DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "ZooDataModule"]
+__all__ = ["AudioTextDataModule", "DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "ZooDataModule"]
