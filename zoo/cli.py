@@ -4,6 +4,7 @@
     zoo list                      registered methods
     zoo export CKPT DIR           Lightning checkpoint → Hub folder (config.json, model.safetensors, README.md)
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
+    zoo data build music-captions DIR   generate the music–caption set (zoo.data.music_captions)
 
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
 zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads.
@@ -95,7 +96,18 @@ def _push(argv: list[str]) -> int:
     return 0
 
 
-TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push}
+def _data(argv: list[str]) -> int:
+    builders = {"music-captions": "zoo.data.music_captions"}
+    parser = argparse.ArgumentParser(prog="zoo data", description="Build a generated dataset.")
+    parser.add_argument("action", choices=["build"])
+    parser.add_argument("dataset", choices=sorted(builders))
+    args, rest = parser.parse_known_args(argv)
+    import importlib
+
+    return importlib.import_module(builders[args.dataset]).main(rest)
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {"list": _list, "export": _export, "push": _push, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:
