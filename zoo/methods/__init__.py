@@ -4,6 +4,7 @@ from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.methods.byol import BYOL
 from zoo.methods.momentum import MomentumMethod
 from zoo.methods.simclr import SimCLR
+from zoo.methods.slap import SLAP
 from zoo.methods.swav import SwAV
 
-__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR", "SwAV"]
+__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SLAP", "SSLOutput", "SimCLR", "SwAV"]
