@@ -95,6 +95,11 @@ def test_batches_splits_labels_and_vocabulary(folder):
     assert test_batch["label"].tolist() == [0, 1]
 
 
+def test_datasets_carry_labels_without_an_explicit_setup(folder):
+    dm = AudioTextDataModule(str(folder / "train.csv"), str(folder / "test.csv"), sample_rate=8000, batch_size=2)
+    assert dm.dataset("test", train=False)[0]["label"] == 0
+
+
 def test_bad_settings_are_data_errors(folder):
     with pytest.raises(DataError, match="test_manifest= or test_size="):
         AudioTextDataModule(str(folder / "train.csv"))

@@ -280,6 +280,7 @@ class AudioTextDataModule(ZooDataModule):
 
     # ---- loaders ------------------------------------------------------------------------------------------------
     def dataset(self, split: str, train: bool | None = None) -> AudioTextDataset:
+        self.setup()  # the class index is known only after reading the manifests
         class_index = {name: i for i, name in enumerate(self._class_names)} if self._class_names else None
         clips = self.clips(split) if split != "knn_bank" else self.clips("train")[: self.knn_bank_size]
         return AudioTextDataset(clips, class_index, self.sample_rate, self.clip_samples, split == "train" if train is None else train)
