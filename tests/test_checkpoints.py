@@ -48,3 +48,13 @@ def test_shipped_checkpoint_loads_and_embeds(folder):
         with torch.no_grad():
             features = model.embed(skeletons)
         assert features.shape == (4, model.feature_dim) and torch.isfinite(features).all()
+    elif model.input_key == "audio":
+        # one second of noise at the encoder's rate; audio–text models also embed captions into the shared space
+        rate = config.get("audio_encoder", {}).get("log_mel", {}).get("sample_rate", 16000)
+        waves = torch.randn(3, rate, generator=torch.Generator().manual_seed(0)) * 0.1
+        with torch.no_grad():
+            features = model.embed(waves)
+            assert features.shape[0] == 3 and torch.isfinite(features).all()
+            if hasattr(model, "text_space"):
+                audio, text = model.audio_space(waves), model.text_space(["a slow soft piano melody", "loud brass"])
+                assert audio.shape[1] == text.shape[1] and torch.isfinite(text).all()

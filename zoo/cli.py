@@ -7,7 +7,7 @@
     zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
     zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/finetune.py)
     zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
-    zoo data skeleton-actions DIR write a generated skeleton-action data set (NTU format)
+    zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
 
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
 zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads, and a tabular
@@ -121,12 +121,14 @@ def _tabular_eval(argv: list[str]) -> int:
 
 
 def _data(argv: list[str]) -> int:
-    from zoo.data import skeleton_generator
+    import importlib
 
-    builders = {"skeleton-actions": skeleton_generator.main}
-    if not argv or argv[0] not in builders:
-        raise ValueError(f"usage: zoo data {{{','.join(builders)}}} DIR [options]; got {' '.join(argv) or 'nothing'}")
-    return builders[argv[0]](argv[1:])
+    builders = {"skeleton-actions": "zoo.data.skeleton_generator", "music-captions": "zoo.data.music_captions"}
+    parser = argparse.ArgumentParser(prog="zoo data", description="Build a generated dataset.")
+    parser.add_argument("action", choices=["build"])
+    parser.add_argument("dataset", choices=sorted(builders))
+    args, rest = parser.parse_known_args(argv)
+    return importlib.import_module(builders[args.dataset]).main(rest)
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {

@@ -181,7 +181,7 @@ def test_zoo_fit_then_export_and_load(tmp_path):
     reference = SkeletonMAE.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True).eval()
     x, _ = skeletons(n=5)
     assert torch.equal(loaded.embed(x), reference.embed(x))
-    assert main(["data", "skeleton-actions", str(tmp_path / "d2"), "--train", "12", "--test", "12", "--frames", "8"]) == 0
+    assert main(["data", "build", "skeleton-actions", str(tmp_path / "d2"), "--train", "12", "--test", "12", "--frames", "8"]) == 0
     assert (tmp_path / "d2" / "train_data.npy").is_file()
     assert main(["data", "nothing"]) == 2
 

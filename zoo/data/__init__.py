@@ -1,5 +1,6 @@
 """LightningDataModules per modality (the DataLoader only decodes) and device-side views."""
 
+from zoo.data.audio_text import AudioTextDataModule
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.images import ImageDataModule
 from zoo.data.skeleton import SkeletonDataModule
@@ -7,6 +8,6 @@ from zoo.data.tabular import TabularDataModule
 from zoo.data.views import ImageViewConfig, ImageViews
 
 __all__ = [
-    "DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "SkeletonDataModule", "TabularDataModule",
-    "ZooDataModule",
+    "AudioTextDataModule", "DataError", "ImageDataModule", "ImageViewConfig", "ImageViews", "SkeletonDataModule",
+    "TabularDataModule", "ZooDataModule",
 ]

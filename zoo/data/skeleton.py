@@ -292,7 +292,7 @@ class SkeletonDataModule(ZooDataModule):
 
     Args:
         data_format: ``"ntu"`` (folder), ``"ctrgcn"`` (.npz file), ``"coco"`` (pyskl .pkl file) or ``"generated"``
-            (the folder written by ``zoo data skeleton-actions``; NTU layout, read as ``"ntu"``).
+            (the folder written by ``zoo data build skeleton-actions``; NTU layout, read as ``"ntu"``).
         path: the folder or file.
         layout: ``"ntu25"`` or ``"coco17"`` (the ``coco`` format implies ``coco17``).
         num_frames: T after cropping the zero padding and resampling (SkeletonMAE: 64).

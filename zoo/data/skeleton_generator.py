@@ -10,7 +10,7 @@ Gaussian joint noise, dropped joints (zeros, as Kinect writes missing joints) an
 Write a data set (train_data.npy / train_label.pkl / test_data.npy / test_label.pkl, mmskeleton names) with
 
     python -m zoo.data.skeleton_generator DIR [--train 4000 --test 1000 --frames 64 --seed 0]
-    zoo data skeleton-actions DIR ...   (the same, through the zoo command)
+    zoo data build skeleton-actions DIR ...   (the same, through the zoo command)
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def write_actions_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo data skeleton-actions", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="zoo data build skeleton-actions", description=__doc__.split("\n\n")[0])
     parser.add_argument("directory")
     parser.add_argument("--train", type=int, default=4000, help="training samples (default 4000)")
     parser.add_argument("--test", type=int, default=1000, help="test samples (default 1000)")

@@ -5,7 +5,8 @@ from zoo.methods.byol import BYOL
 from zoo.methods.momentum import MomentumMethod
 from zoo.methods.simclr import SimCLR
 from zoo.methods.skeleton_mae import SkeletonMAE
+from zoo.methods.slap import SLAP
 from zoo.methods.swav import SwAV
 from zoo.methods.tjepa import TJEPA
 
-__all__ = ["BYOL", "MomentumMethod", "SSLMethod", "SSLOutput", "SimCLR", "SkeletonMAE", "SwAV", "TJEPA"]
+__all__ = ["BYOL", "MomentumMethod", "SLAP", "SSLMethod", "SSLOutput", "SimCLR", "SkeletonMAE", "SwAV", "TJEPA"]

@@ -1,0 +1,37 @@
+"""Retrieval R@k / ranks, zero-shot accuracy and the modality gap on embeddings with known answers."""
+
+import torch
+import torch.nn.functional as F
+
+from zoo.eval.retrieval import modality_gap, retrieval_metrics, retrieval_ranks, zero_shot_accuracy
+
+
+def test_perfect_and_known_rankings():
+    x = torch.eye(12)
+    metrics = retrieval_metrics(x, x)
+    assert metrics["a2t_R@1"] == metrics["t2a_R@1"] == 1.0 and metrics["a2t_median_rank"] == 1.0
+    # text i sits closest to audio (i+1) mod n and second closest to its own audio: every correct key at rank 2
+    audio = torch.eye(4)
+    text = F.normalize(torch.roll(torch.eye(4), 1, dims=1) * 2 + torch.eye(4), dim=1)
+    assert retrieval_ranks(audio, text).tolist() == [2, 2, 2, 2]
+    m = retrieval_metrics(audio, text, ks=(1, 2))
+    assert m["a2t_R@1"] == 0.0 and m["a2t_R@2"] == 1.0 and m["a2t_mean_rank"] == 2.0
+
+
+def test_zero_shot_takes_the_best_template():
+    audio = torch.eye(3)
+    labels = torch.tensor([0, 1, 2])
+    good, bad = torch.eye(3), torch.roll(torch.eye(3), 1, dims=0)
+    out = zero_shot_accuracy(audio, [bad, good], labels)
+    assert out["zero_shot_acc"] == 1.0 and out["zero_shot_acc_mean"] == 0.5
+
+
+def test_modality_gap_of_shared_and_separate_cones():
+    g = torch.Generator().manual_seed(0)
+    shared = F.normalize(torch.randn(200, 16, generator=g), dim=1)
+    same = modality_gap(shared[:100], shared[100:])
+    assert same["gap_centroid"] < 0.3 and same["gap_linear_acc"] < 0.75
+    offset = torch.zeros(16)
+    offset[0] = 5.0
+    apart = modality_gap(shared[:100] + offset, shared[100:] - offset)
+    assert apart["gap_centroid"] > 1.5 and apart["gap_linear_acc"] == 1.0
