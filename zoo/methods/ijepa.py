@@ -101,7 +101,7 @@ class IJEPA(MomentumMethod):
         masking: MultiBlockMaskConfig | None = None,
         predictor_dim: int = 384,
         predictor_depth: int = 6,
-        predictor_heads: int = 12,
+        predictor_heads: int = 6,
         loss: JEPALossKind = "smooth_l1",
         optimizer: str = "adamw",
         lr: float = 1e-3,
@@ -118,10 +118,11 @@ class IJEPA(MomentumMethod):
             view: the crop applied before masking, merged over I-JEPA's RandomResizedCrop(0.3, 1) only.
             masking: multi-block masking spec, merged over I-JEPA's (4 targets of 15-20 %, context 85-100 %).
             predictor_dim, predictor_depth, predictor_heads: the narrow predictor ViT (paper: width 384, depth 6
-                for ViT-B; 12 for ViT-L/H).
+                for ViT-B, 12 for ViT-L/H; the release gives it the encoder's number of heads, 6 for ViT-S).
             loss: "smooth_l1" (the release) or "mse" (the paper's L2).
             optimizer, lr, weight_decay, warmup_epochs, min_lr_ratio: the release's AdamW, peak 1e-3 after 40
-                warm-up epochs, cosine to 1e-6 (ratio 1e-3), weight decay 0.04 (its schedule's start).
+                warm-up epochs, cosine to 1e-6 (ratio 1e-3), weight decay 0.04 (its schedule's start). zoo's
+                warm-up starts from ~0, the release's from 2e-4.
             ema_tau_base, ema_tau_final: EMA 0.996 → 1.0, linearly over the run.
             **kwargs: the evaluation args of :class:`~zoo.methods.base.SSLMethod`.
         """
