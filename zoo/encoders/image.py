@@ -45,6 +45,16 @@ def _apply_small_image_stem(backbone: nn.Module, name: str) -> None:
     backbone.maxpool = nn.Identity()
 
 
+def normalize_images(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 [0, 255] or float [0, 1] images ``[B, C, H, W]`` → ``(x − mean) / std`` with [1, C, 1, 1] statistics;
+    shared by every image encoder so that all of them accept the same raw inputs."""
+    in_chans = mean.shape[1]
+    if images.ndim != 4 or images.shape[1] != in_chans:
+        raise ValueError(f"image encoder expects [B, {in_chans}, H, W] images, got shape {tuple(images.shape)}")
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    return (x - mean.to(x.dtype)) / std.to(x.dtype)
+
+
 class ImageEncoder(nn.Module):
     """timm backbone (classifier removed, globally pooled) with input normalisation built in."""
 
@@ -73,12 +83,7 @@ class ImageEncoder(nn.Module):
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 [0, 255] or float [0, 1] images → normalised float."""
-        if images.ndim != 4 or images.shape[1] != self.in_chans:
-            raise ValueError(
-                f"image encoder expects [B, {self.in_chans}, H, W] images, got shape {tuple(images.shape)}"
-            )
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return normalize_images(images, self.mean, self.std)
 
     def forward(self, images: Tensor) -> Tensor:
         x = self.normalize(images)

@@ -2,6 +2,8 @@
 
 from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.methods.byol import BYOL
+from zoo.methods.dmt_jepa import DMTJEPA
+from zoo.methods.ijepa import IJEPA
 from zoo.methods.momentum import MomentumMethod
 from zoo.methods.simclr import SimCLR
 from zoo.methods.skeleton_mae import SkeletonMAE
@@ -9,4 +11,7 @@ from zoo.methods.slap import SLAP
 from zoo.methods.swav import SwAV
 from zoo.methods.tjepa import TJEPA
 
-__all__ = ["BYOL", "MomentumMethod", "SLAP", "SSLMethod", "SSLOutput", "SimCLR", "SkeletonMAE", "SwAV", "TJEPA"]
+__all__ = [
+    "BYOL", "DMTJEPA", "IJEPA", "MomentumMethod", "SLAP", "SSLMethod", "SSLOutput", "SimCLR", "SkeletonMAE", "SwAV",
+    "TJEPA",
+]
