@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Any, Callable
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from zoo.checkpoint_io import AtomicCheckpointIO
 from zoo.data.base import DataError, ZooDataModule
 from zoo.methods.base import SSLMethod
 
@@ -44,6 +47,13 @@ class ZooCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         # tabular data: the column schema builds the tokenizer (jsonargparse skips the link for datamodules without it)
         parser.link_arguments("data.feature_schema", "model.init_args.feature_schema", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # checkpoints are replaced atomically (zoo/checkpoint_io.py) unless the config chose its own CheckpointIO
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def instantiate_classes(self) -> None:
         # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
