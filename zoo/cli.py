@@ -26,7 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from zoo.checkpoint_io import AtomicCheckpointIO
 from zoo.data.base import DataError, ZooDataModule
-from zoo.methods.base import SSLMethod
+from zoo.methods.base import NonFiniteLossError, SSLMethod
 
 class ZooCLI(LightningCLI):
     """LightningCLI over every registered method and zoo datamodule."""
@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         command = args[0] if args and not args[0].startswith("-") else "zoo"
         print(f"zoo {command}: error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:  # not a config error: training ran and diverged
+        print(f"zoo {args[0]}: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
