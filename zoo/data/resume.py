@@ -20,6 +20,7 @@ class EpochShuffleSampler(Sampler[int]):
     """Sample indices in a permutation seeded by ``(seed, epoch)``; Lightning calls :meth:`set_epoch` each epoch.
 
     ``skip`` drops the first ``skip`` indices of the next iteration only (a resumed epoch); later epochs are whole.
+    ``epoch`` is the epoch of the next iteration.
     """
 
     def __init__(self, num_samples: int, seed: int, epoch: int = 0, skip: int = 0) -> None:
@@ -35,8 +36,12 @@ class EpochShuffleSampler(Sampler[int]):
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
 
     def __iter__(self) -> Iterator[int]:
-        skip, self.skip = self.skip, 0  # read once: only the resumed epoch is shortened
-        yield from (int(i) for i in self.permutation(self.epoch)[skip:])
+        # read once: only the resumed epoch is shortened. The epoch advances by itself, so a plain loop over the
+        # loader reshuffles each pass too; under Lightning, set_epoch() sets it before every epoch's iterator anyway.
+        order = self.permutation(self.epoch)[self.skip :].tolist()
+        self.skip = 0
+        self.epoch += 1
+        return iter(order)
 
     def __len__(self) -> int:
         # Lightning sizes the epoch from len(loader); the resumed epoch's remaining batches are counted by its loop
