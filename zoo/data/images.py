@@ -489,7 +489,10 @@ class ImageDataModule(ZooDataModule):
             return self._pseudo_class_loader(ds)
         # epoch e's order is a function of (seed, e): a resumed run (or a reloaded loader) continues the same stream
         position, self._resume_position = self._resume_position or {"epoch": 0, "batches": 0}, None
-        sampler = EpochShuffleSampler(len(ds), self.seed, position["epoch"], skip=position["batches"] * self.batch_size)
+        # under DDP Lightning deals this global order out to the ranks (rank r takes every W-th index), so the W ranks
+        # together consumed batches x batch_size x W indices of it (mid-epoch DDP resume is not covered by a test)
+        skip = position["batches"] * self.batch_size * self._world_size()
+        sampler = EpochShuffleSampler(len(ds), self.seed, position["epoch"], skip=skip)
         return self._loader(ds, sampler=sampler, drop_last=self.drop_last)
 
     def state_dict(self) -> dict[str, Any]:
