@@ -3,8 +3,9 @@
 For each method and library:
 - **step**: samples/s of forward + backward + optimizer step on ready-made views (same shapes for both);
 - **peak memory**: CUDA ``max_memory_allocated`` during the steps; on CPU the peak growth of the process RSS over
-  the value before the model was built, sampled every 2 ms by a thread (an approximation: the allocator may keep
-  memory freed by an earlier contender, so CPU numbers are indicative);
+  the value before the model was built, sampled every 2 ms by a thread. In one process the allocator keeps memory
+  freed by an earlier contender and the next one reuses it, so each contender runs in its own process
+  (``--no-isolate`` runs all in this one: faster, CPU memory then depends on the order);
 - **end-to-end**: samples/s over ``--epoch-batches`` batches from the library's own data path: zoo's loader yields raw
   uint8 images and views are made on the device; lightly's loader runs its CPU transforms in ``--workers`` workers.
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -111,6 +114,14 @@ def measure(library: str, method: str, setting: Setting, args: argparse.Namespac
     }
 
 
+def _measure_in_child(method: str, library: str, argv: list[str]) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", *argv, "--one", method, library],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark of {library} {method} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def markdown(results: dict[tuple[str, str], dict[str, float]], header: str) -> str:
     lines = [header, "",
              "| method | library | step samples/s | step zoo/lightly | peak memory MB | end-to-end samples/s | end-to-end zoo/lightly |",
@@ -168,20 +179,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="lightly's CPU transform workers")
     parser.add_argument("--epoch-batches", type=int, default=20, help="batches in the end-to-end epoch")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--libraries", nargs="+", choices=["zoo", "lightly"], default=["zoo", "lightly"],
+                        help="measured in this order (CPU memory of a later contender can profit from an earlier one's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--no-isolate", dest="isolate", action="store_false", help="all contenders in this process")
+    parser.add_argument("--one", nargs=2, metavar=("METHOD", "LIBRARY"), help=argparse.SUPPRESS)  # a child's job
     args = parser.parse_args(argv)
     # import both libraries before any measurement, so the first contender's memory does not include them
     import lightly.loss, lightly.models.modules, lightly.transforms  # noqa: F401, E401
     import zoo.methods  # noqa: F401
 
     setting = Setting(args.backbone, args.image_size, args.batch_size, args.num_prototypes, args.device)
+    if args.one:
+        print(json.dumps(measure(args.one[1], args.one[0], setting, args)))
+        return 0
     results: dict[tuple[str, str], dict[str, float]] = {}
     for method in args.methods:
-        for library in ("zoo", "lightly"):
-            results[(method, library)] = measure(library, method, setting, args)
+        for library in args.libraries:
+            if args.isolate:
+                results[(method, library)] = _measure_in_child(method, library, argv if argv is not None else sys.argv[1:])
+            else:
+                results[(method, library)] = measure(library, method, setting, args)
             print(f"{method:7s} {library:8s} " + "  ".join(f"{k}={v:.1f}" for k, v in results[(method, library)].items()), flush=True)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
-    header = (f"{args.backbone}, {args.image_size}×{args.image_size}, batch {args.batch_size}, precision {args.precision}, "
+    header = (f"{'one process per contender' if args.isolate else 'one process'}; {args.backbone}, {args.image_size}×{args.image_size}, batch {args.batch_size}, precision {args.precision}, "
               f"{args.steps} timed steps, end-to-end over {args.epoch_batches} batches (lightly: {args.workers} workers); "
               f"{device}")
     table = markdown(results, header)
