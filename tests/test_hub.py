@@ -171,3 +171,63 @@ def test_failed_swap_puts_the_previous_folder_back(model, saved, monkeypatch):
         model.save_pretrained(saved)
     assert (saved / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]
+
+
+class _SideEffect:
+    """Unpickling this runs code (creates a file): what a malicious pickle would do."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_named_model_safetensors_is_refused_without_running_it(saved, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"payload": _SideEffect(str(marker))}, saved / "model.safetensors")
+    with pytest.raises(PretrainedLoadError, match="not a readable safetensors file"):
+        zoo.from_pretrained(saved)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["model.ckpt", "model.pt", "model.pth"])
+def test_every_pickle_weight_name_is_refused(saved, name):
+    (saved / "model.safetensors").unlink()
+    torch.save({}, saved / name)
+    with pytest.raises(PretrainedLoadError, match=rf"found {name}, a pickle, which zoo refuses to load"):
+        zoo.from_pretrained(saved)
+
+
+def test_method_class_and_config_disagree(saved):
+    config = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**config, "method": "swav"}))
+    with pytest.raises(PretrainedLoadError, match="config.json is for method 'swav', not 'simclr'"):
+        SimCLR.from_pretrained(saved)
+    # dispatching on the edited method builds a SwAV from SimCLR's args: refused by name, not with a traceback
+    with pytest.raises(PretrainedLoadError, match=r"\['projector_layers'\] are not init args of SwAV"):
+        zoo.from_pretrained(saved)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"projector_out_dim": "big"}, "config.json does not build a SimCLR"),
+        ({"lr": -1.0}, "config.json does not build a SimCLR: invalid optimisation settings"),
+        ({"encoder": None}, "shape mismatch"),  # a default ResNet-18 is not the saved tiny encoder
+    ],
+)
+def test_config_values_that_do_not_fit(saved, edit, message):
+    config = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(PretrainedLoadError, match=message):
+        zoo.from_pretrained(saved)
+
+
+def test_missing_or_non_object_config(saved):
+    (saved / "config.json").write_text("[1, 2]")
+    with pytest.raises(PretrainedLoadError, match="not a zoo config"):
+        zoo.from_pretrained(saved)
+    (saved / "config.json").unlink()
+    with pytest.raises(PretrainedLoadError, match="no config.json in this folder"):
+        zoo.from_pretrained(saved)

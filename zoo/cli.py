@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Any, Callable
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from zoo.checkpoint_io import AtomicCheckpointIO
+from zoo.cli_errors import summarize_parser_error
 from zoo.data.base import DataError, ZooDataModule
-from zoo.methods.base import SSLMethod
+from zoo.methods.base import NonFiniteLossError, SSLMethod
 
 class ZooCLI(LightningCLI):
     """LightningCLI over every registered method and zoo datamodule."""
@@ -35,7 +39,9 @@ class ZooCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter},
+            # exit_on_error=False: parse errors raise instead of printing usage and a multi-line report; main()
+            # turns them into one line
+            parser_kwargs={"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter, "exit_on_error": False},
             args=args,
             run=run,
         )
@@ -45,13 +51,21 @@ class ZooCLI(LightningCLI):
         # tabular data: the column schema builds the tokenizer (jsonargparse skips the link for datamodules without it)
         parser.link_arguments("data.feature_schema", "model.init_args.feature_schema", apply_on="instantiate")
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # checkpoints are replaced atomically (zoo/checkpoint_io.py) unless the config chose its own CheckpointIO
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
     def instantiate_classes(self) -> None:
         # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
         # fails here, before any training, with the class's own message instead of a traceback.
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
-            raise CLIError(f"{type(e).__name__}: {e.args[0] if e.args else e}") from e
+            # jsonargparse wraps the class's message in its Union report: keep the message
+            raise CLIError(f"{type(e).__name__}: {summarize_parser_error(str(e.args[0] if e.args else e))}") from e
 
 
 class CLIError(Exception):
@@ -145,12 +159,18 @@ def main(argv: list[str] | None = None) -> int:
         except (CLIError, DataError, FileNotFoundError, KeyError, ValueError) as e:  # PretrainedLoadError is a ValueError
             print(f"zoo {args[0]}: error: {e.args[0] if e.args else e}", file=sys.stderr)
             return 2
+    prog = f"zoo {args[0]}" if args and args[0] in ("fit", "validate", "test", "predict") else "zoo"
     try:
         ZooCLI(args=argv)  # None → LightningCLI reads sys.argv itself
-    except (CLIError, DataError, FileNotFoundError) as e:  # data problems surface in the datamodule's setup, before training
-        command = args[0] if args and not args[0].startswith("-") else "zoo"
-        print(f"zoo {command}: error: {e}", file=sys.stderr)
+    except argparse.ArgumentError as e:  # the parser runs with exit_on_error=False: its report, as one line
+        print(f"{prog}: error: {summarize_parser_error(str(e))}", file=sys.stderr)
         return 2
+    except (CLIError, DataError, FileNotFoundError) as e:  # data problems surface in the datamodule's setup, before training
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:  # not a config error: training ran and diverged
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

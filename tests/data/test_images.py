@@ -369,3 +369,18 @@ def test_fashion_mnist() -> None:
     }
     labels = dm.arrays("test")[1]
     assert labels.dtype == np.int64 and np.bincount(labels).tolist() == [1000] * 10
+
+
+def test_train_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch() -> None:
+    from zoo.data.resume import EpochShuffleSampler
+
+    sampler = EpochShuffleSampler(100, seed=3)
+    epochs = [list(sampler) for _ in range(3)]  # advances by itself outside Lightning
+    assert all(sorted(e) == list(range(100)) for e in epochs) and epochs[0] != epochs[1] != epochs[2]
+    sampler.set_epoch(1)
+    assert list(sampler) == epochs[1]
+    # a run resumed in epoch 2 after 3 batches of 10 continues that epoch's order, then epoch 3 is whole
+    resumed = EpochShuffleSampler(100, seed=3, epoch=2, skip=30)
+    assert list(resumed) == epochs[2][30:]
+    assert list(resumed) == list(EpochShuffleSampler(100, seed=3, epoch=3))
+    assert list(EpochShuffleSampler(100, seed=4)) != epochs[0]

@@ -22,6 +22,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.pseudo_labels import PseudoClassBatchSampler, PseudoLabelConfig, cached_pseudo_labels, resolve_pseudo_label_config
+from zoo.data.resume import EpochShuffleSampler, train_position
 
 # --------------------------------------------------------------------------------------------------------------------
 # IDX files
@@ -354,7 +355,7 @@ class ImageDataModule(ZooDataModule):
         self._datasets: dict[str, ImageTensorDataset] | None = None
         self._indices: dict[str, np.ndarray] = {}
         self._num_classes: int | None = None
-        self._train_generator: torch.Generator | None = None
+        self._resume_position: dict[str, int] | None = None  # from a checkpoint, used by the next train loader
 
     # ---------------------------------------------------------------------------------------------------------------
     # metadata
@@ -486,9 +487,22 @@ class ImageDataModule(ZooDataModule):
             )
         if self.pseudo_label_config is not None:
             return self._pseudo_class_loader(ds)
-        if self._train_generator is None:  # one stream for the module's life: reloaded loaders don't repeat orders
-            self._train_generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(ds, shuffle=True, drop_last=self.drop_last, generator=self._train_generator)
+        # epoch e's order is a function of (seed, e): a resumed run (or a reloaded loader) continues the same stream
+        position, self._resume_position = self._resume_position or {"epoch": 0, "batches": 0}, None
+        # under DDP Lightning deals this global order out to the ranks (rank r takes every W-th index), so the W ranks
+        # together consumed batches x batch_size x W indices of it (mid-epoch DDP resume is not covered by a test)
+        skip = position["batches"] * self.batch_size * self._world_size()
+        sampler = EpochShuffleSampler(len(ds), self.seed, position["epoch"], skip=skip)
+        return self._loader(ds, sampler=sampler, drop_last=self.drop_last)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The train loader's position, saved in every checkpoint written while fitting (see :mod:`zoo.data.resume`)."""
+        if self.trainer is None or self.trainer.state.fn != "fit" or self.pseudo_label_config is not None:
+            return {}
+        return {"train_position": train_position(self.trainer)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
 
     def pseudo_labels(self, num_replicas: int = 1) -> np.ndarray:
         """G-SimCLR pseudo-classes of the train split (computed once, cached on disk)."""

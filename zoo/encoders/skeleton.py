@@ -8,12 +8,18 @@ one graph over the V joints of the layout; only persons present in a sample (any
 
 from __future__ import annotations
 
+import warnings
 from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import GINConv
+
+with warnings.catch_warnings():
+    # torch-geometric's pooling modules call torch.jit.script at import, which torch 2.14 flags as deprecated: two
+    # lines of noise on every `zoo` command (and before its one-line errors) that a user can do nothing about
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from torch_geometric.nn import GINConv
 
 from zoo.data.skeleton_layouts import get_layout
 

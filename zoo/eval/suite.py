@@ -1,4 +1,5 @@
-"""The evaluation every method logs each validation/test epoch: kNN accuracy, online-probe accuracy, RankMe."""
+"""The evaluation every method logs each validation/test epoch: kNN accuracy, online-probe accuracy, RankMe and the
+normalised embedding std (the last two flag collapse)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from zoo.eval.collapse import EmbeddingStd
 from zoo.eval.knn import KNNAccuracy
 from zoo.eval.rankme import RankMe
 
 
 class EvaluationSuite(nn.Module):
-    """Accumulates embeddings over an epoch; ``compute()`` returns ``{"knn_acc", "probe_acc", "rankme"}``.
+    """Accumulates embeddings over an epoch; ``compute()`` returns ``{"knn_acc", "probe_acc", "rankme", "embedding_std"}``.
 
-    kNN and probe accuracy need labels (and ``num_classes``); RankMe needs none.
+    kNN and probe accuracy need labels (and ``num_classes``); RankMe and embedding std need none.
     """
 
     def __init__(self, num_classes: int | None, knn_k: int = 200, knn_temperature: float = 0.1) -> None:
         super().__init__()
         self.rankme = RankMe()
+        self.embedding_std = EmbeddingStd()
         self.knn = KNNAccuracy(num_classes, knn_k, knn_temperature) if num_classes else None
         self.probe_accuracy = MulticlassAccuracy(num_classes, average="micro") if num_classes else None
 
@@ -28,6 +31,7 @@ class EvaluationSuite(nn.Module):
 
     def update(self, features: Tensor, labels: Tensor | None, probe_logits: Tensor | None) -> None:
         self.rankme.update(features)
+        self.embedding_std.update(features)
         if labels is None:
             return
         if self.knn is not None:
@@ -39,6 +43,7 @@ class EvaluationSuite(nn.Module):
         results: dict[str, Tensor] = {}
         if self.rankme.update_called:
             results["rankme"] = self.rankme.compute()
+            results["embedding_std"] = self.embedding_std.compute()
         if self.knn is not None and self.knn.update_called:
             value = self.knn.compute()
             if not torch.isnan(value):
@@ -48,6 +53,6 @@ class EvaluationSuite(nn.Module):
         return results
 
     def reset(self) -> None:
-        for metric in (self.rankme, self.knn, self.probe_accuracy):
+        for metric in (self.rankme, self.embedding_std, self.knn, self.probe_accuracy):
             if metric is not None:
                 metric.reset()

@@ -22,12 +22,18 @@ from typing import Any, ClassVar
 import lightning as L
 import timm.optim
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from zoo.data.views import view_generator
+from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite
 from zoo.hub import HubMixin
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite; the message names the step."""
 
 
 @dataclass
@@ -67,6 +73,8 @@ class SSLMethod(HubMixin, L.LightningModule):
         probe_lr: float = 0.1,
         knn_k: int = 200,
         knn_temperature: float = 0.1,
+        collapse_min_rankme: float | None = 1.5,
+        collapse_min_std: float | None = 0.05,
     ) -> None:
         """
         Args:
@@ -81,6 +89,9 @@ class SSLMethod(HubMixin, L.LightningModule):
                 links it from the datamodule.
             probe_lr: lr of the online linear probe's own parameter group (no weight decay).
             knn_k, knn_temperature: weighted kNN evaluation (Wu et al. 2018).
+            collapse_min_rankme, collapse_min_std: a validation epoch whose RankMe (≈ 1 when collapsed) or normalised
+                embedding std (≈ 1 spread, 0 collapsed; :mod:`zoo.eval.collapse`) falls below these gives a
+                :class:`~zoo.eval.collapse.CollapseWarning` naming the epoch; None turns a check off.
         """
         super().__init__()
         if optimizer.lower() not in timm.optim.list_optimizers():
@@ -161,6 +172,7 @@ class SSLMethod(HubMixin, L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self.ssl_step(batch)
+        self._check_finite(out.loss, "loss", batch_idx)
         batch_size = out.features.shape[0] if out.features is not None else None
         self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
         for name, value in out.logs.items():
@@ -171,8 +183,19 @@ class SSLMethod(HubMixin, L.LightningModule):
             probe_loss, logits = self.probe.loss(out.features, labels)
             self.log("train/probe_loss", probe_loss, batch_size=batch_size)
             self.log("train/probe_acc", (logits.argmax(1) == labels).float().mean(), batch_size=batch_size)
+            self._check_finite(probe_loss, "online probe loss", batch_idx)
             loss = loss + probe_loss
         return loss
+
+    def _check_finite(self, loss: Tensor, what: str, batch_idx: int) -> None:
+        # A NaN/inf loss poisons every weight at the next optimizer step and the run then trains on garbage for
+        # hours; stop at once, naming the step. (One host sync per step: small next to a training step.)
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLossError(
+                f"{type(self).__name__}: {what} is {loss.detach().float().item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped. Lower the lr, check the inputs, "
+                "or train in fp32 / bf16 instead of fp16"
+            )
 
     # ---- validation / test / predict ----------------------------------------------------------------------------
     def _has_knn_bank(self, stage: str) -> bool:
@@ -191,9 +214,18 @@ class SSLMethod(HubMixin, L.LightningModule):
 
     def _log_evaluation(self, stage: str) -> None:
         suite: EvaluationSuite = self.evaluation[stage]  # type: ignore[assignment]
-        for name, value in suite.compute().items():
+        metrics = suite.compute()
+        for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "knn_acc")
         suite.reset()
+        # the sanity check runs an untrained network: its (often low) spread says nothing about training
+        if stage == "val" and not self.trainer.sanity_checking:
+            values = {k: float(v) for k, v in metrics.items() if k in ("rankme", "embedding_std")}
+            message = collapse_message(
+                values, self.hparams.collapse_min_rankme, self.hparams.collapse_min_std, f"epoch {self.current_epoch}"
+            )
+            if message:
+                rank_zero_warn(f"{type(self).__name__}: {message}", category=CollapseWarning)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx, "val")
