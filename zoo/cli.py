@@ -138,10 +138,15 @@ def _data(argv: list[str]) -> int:
     import importlib
 
     builders = {"skeleton-actions": "zoo.data.skeleton_generator", "music-captions": "zoo.data.music_captions"}
-    parser = argparse.ArgumentParser(prog="zoo data", description="Build a generated dataset.")
+    parser = argparse.ArgumentParser(prog="zoo data", description="Build a generated dataset.", exit_on_error=False)
     parser.add_argument("action", choices=["build"])
     parser.add_argument("dataset", choices=sorted(builders))
-    args, rest = parser.parse_known_args(argv)
+    try:
+        if len(argv) < 2:  # argparse would exit on a missing positional even with exit_on_error=False
+            raise argparse.ArgumentError(None, "expected: build DATASET DIR")
+        args, rest = parser.parse_known_args(argv)
+    except argparse.ArgumentError as e:  # one line through main(), like every other user error
+        raise ValueError(f"{e}; usage: zoo data build {{{','.join(sorted(builders))}}} DIR [options]") from None
     return importlib.import_module(builders[args.dataset]).main(rest)
 
 
