@@ -29,7 +29,29 @@ from zoo.cli_errors import summarize_parser_error
 from zoo.data.base import DataError, ZooDataModule
 from zoo.methods.base import NonFiniteLossError, SSLMethod
 
-class ZooCLI(LightningCLI):
+
+class ZooLightningCLI(LightningCLI):
+    """What every zoo LightningCLI shares (``zoo fit|…`` and ``zoo finetune``): atomic checkpoints and one-line
+    errors for configs a class rejects."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # checkpoints are replaced atomically (zoo/checkpoint_io.py) unless the config chose its own CheckpointIO
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def instantiate_classes(self) -> None:
+        # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
+        # fails here, before any training, with the class's own message instead of a traceback.
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
+            # jsonargparse wraps the class's message in its Union report: keep the message
+            raise CLIError(f"{type(e).__name__}: {summarize_parser_error(str(e.args[0] if e.args else e))}") from e
+
+
+class ZooCLI(ZooLightningCLI):
     """LightningCLI over every registered method and zoo datamodule."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
@@ -50,22 +72,6 @@ class ZooCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         # tabular data: the column schema builds the tokenizer (jsonargparse skips the link for datamodules without it)
         parser.link_arguments("data.feature_schema", "model.init_args.feature_schema", apply_on="instantiate")
-
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
-        # checkpoints are replaced atomically (zoo/checkpoint_io.py) unless the config chose its own CheckpointIO
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        return trainer
-
-    def instantiate_classes(self) -> None:
-        # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
-        # fails here, before any training, with the class's own message instead of a traceback.
-        try:
-            super().instantiate_classes()
-        except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
-            # jsonargparse wraps the class's message in its Union report: keep the message
-            raise CLIError(f"{type(e).__name__}: {summarize_parser_error(str(e.args[0] if e.args else e))}") from e
 
 
 class CLIError(Exception):

@@ -226,24 +226,16 @@ def load_pretrained(pretrained: str) -> Any:
 def main(argv: list[str]) -> int:
     """``zoo finetune``: LightningCLI over :class:`FineTuner` and any zoo datamodule; fits, then tests the best
     checkpoint. ``--pretrained X`` is short for ``--model.pretrained X``."""
-    from lightning.pytorch.cli import LightningCLI
-
-    from zoo.cli import CLIError
+    from zoo.cli import ZooLightningCLI
     from zoo.data.base import ZooDataModule
 
     args = []
     for arg in argv:
         args.append("--model.pretrained" if arg == "--pretrained" else arg.replace("--pretrained=", "--model.pretrained="))
 
-    class FineTuneCLI(LightningCLI):
+    class FineTuneCLI(ZooLightningCLI):
         def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-
-        def instantiate_classes(self) -> None:
-            try:
-                super().instantiate_classes()
-            except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
-                raise CLIError(f"{type(e).__name__}: {e.args[0] if e.args else e}") from e
 
     cli = FineTuneCLI(
         FineTuner, ZooDataModule, subclass_mode_data=True, run=False, args=args,
