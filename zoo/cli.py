@@ -97,8 +97,12 @@ def _export(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo export", description="Turn a zoo Lightning checkpoint into a Hub folder.")
     parser.add_argument("checkpoint", help="path to a .ckpt written by `zoo fit`")
     parser.add_argument("directory", help="output folder (replaced atomically)")
+    parser.add_argument(
+        "--inference-only", action="store_true",
+        help="leave out what from_pretrained rebuilds (BYOL/SLAP EMA targets): a smaller folder with the same embeddings",
+    )
     args = parser.parse_args(argv)
-    out = export_checkpoint(args.checkpoint, args.directory)
+    out = export_checkpoint(args.checkpoint, args.directory, inference_only=args.inference_only)
     print(f"exported {args.checkpoint} -> {out}")
     return 0
 

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="runs/simclr-fashion-mnist/checkpoints/last.ckpt")
     parser.add_argument("--export-dir", default="checkpoints/simclr-fashion-mnist")
+    parser.add_argument("--inference-only", action="store_true", help="leave EMA targets out of the export (BYOL, SLAP)")
     args = parser.parse_args(argv)
 
     import zoo
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics[f"test/knn_acc ({name}; k={KNN_K}, bank = train split)"] = round(knn, 4)
         metrics[f"test/linear_acc ({name}; logistic regression on the train split)"] = round(linear, 4)
     export_dir = Path(args.export_dir)
-    trained.save_pretrained(export_dir, model_card_kwargs={"metrics": metrics})
+    trained.save_pretrained(export_dir, model_card_kwargs={"metrics": metrics}, inference_only=args.inference_only)
     reloaded = zoo.from_pretrained(export_dir)
     same = torch.equal(embed_all(reloaded, test_images), trained_test_embeddings)
     print()

@@ -24,7 +24,7 @@ from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_down
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
-from safetensors.torch import save_model
+from safetensors.torch import save_file, save_model
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -132,6 +132,16 @@ def _markdown_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _omitted_note(omitted: list[str]) -> str:
+    if not omitted:
+        return ""
+    return (
+        f"\n\nInference export: {', '.join(f'`{n}`' for n in omitted)} are not in the file; `from_pretrained` "
+        "rebuilds them from the online networks, as the method initialises them. Embeddings and fine-tuning are "
+        "unaffected; continuing the original pre-training run exactly needs its Lightning checkpoint."
+    )
+
+
 def resolve_file(model_id: str, filename: str, **download_kwargs: Any) -> Path:
     """Path of ``filename`` in a local folder or, for a repo id, in the local Hub cache (downloaded if needed)."""
     if os.path.isdir(model_id):
@@ -167,9 +177,11 @@ def read_config(model_id: str, **download_kwargs: Any) -> dict[str, Any]:
     return config
 
 
-def state_dict_problems(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]]) -> str:
-    """One line naming the missing, unexpected and mis-shaped tensors of ``shapes`` against ``model``; "" if none."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def state_dict_problems(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], omitted: tuple[str, ...] = ()) -> str:
+    """One line naming the missing, unexpected and mis-shaped tensors of ``shapes`` against ``model`` (leaving out
+    the sub-modules ``omitted``); "" if none."""
+    prefixes = tuple(f"{name}." for name in omitted)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not (prefixes and k.startswith(prefixes))}
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     mismatched = [f"{k}: file {shapes[k]} vs model {expected[k]}" for k in sorted(set(shapes) & set(expected)) if shapes[k] != expected[k]]
@@ -184,8 +196,9 @@ def state_dict_problems(model: torch.nn.Module, shapes: dict[str, tuple[int, ...
 
 
 def load_safetensors_strict(model: torch.nn.Module, path: Path) -> dict[str, str]:
-    """Load ``path`` into ``model``; any missing, unexpected or wrongly shaped tensor is one clear error.
-    Returns the file's metadata."""
+    """Load ``path`` into ``model``; any missing, unexpected or wrongly shaped tensor is one clear error. Sub-modules
+    that an ``inference_only`` save left out (named in the metadata) are rebuilt by the model. Returns the file's
+    metadata."""
     expected = model.state_dict()
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -195,10 +208,23 @@ def load_safetensors_strict(model: torch.nn.Module, path: Path) -> dict[str, str
             state = {k: f.get_tensor(k) for k in file_keys & set(expected)}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise PretrainedLoadError(f"{path}: not a readable safetensors file ({e})") from None
-    problems = state_dict_problems(model, shapes)
+    try:
+        omitted = json.loads(metadata.get("omitted_modules", "[]"))
+    except json.JSONDecodeError:
+        omitted = None
+    if not isinstance(omitted, list) or not all(isinstance(n, str) for n in omitted):
+        raise PretrainedLoadError(f"{path}: unreadable 'omitted_modules' metadata {metadata.get('omitted_modules')!r}")
+    rebuildable = set(getattr(model, "hub_omittable_modules", list)())
+    if not set(omitted) <= rebuildable:
+        raise PretrainedLoadError(
+            f"{path} leaves out {sorted(set(omitted) - rebuildable)}, which {type(model).__name__} cannot rebuild"
+        )
+    problems = state_dict_problems(model, shapes, tuple(omitted))
     if problems:
         raise PretrainedLoadError(f"{path} does not match {type(model).__name__} built from its config.json: {problems}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=not omitted)
+    if omitted:
+        model.hub_restore_modules(omitted)  # type: ignore[operator]
     return metadata
 
 
@@ -218,6 +244,16 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         return {"method": self.method_name, "zoo_version": __version__, **self.init_args()}
 
     # ---- save -------------------------------------------------------------------------------------------------
+    def hub_omittable_modules(self) -> list[str]:
+        """Sub-modules an ``inference_only`` save may leave out because :meth:`hub_restore_modules` rebuilds them
+        from the rest (e.g. EMA targets that ``embed`` never runs). None by default."""
+        return []
+
+    def hub_restore_modules(self, names: list[str]) -> None:
+        """Rebuild the sub-modules ``names`` that a save left out (see :meth:`hub_omittable_modules`)."""
+        if names:
+            raise PretrainedLoadError(f"{type(self).__name__} cannot rebuild omitted modules {names}")
+
     def save_pretrained(
         self,
         save_directory: str | Path,
@@ -226,14 +262,29 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         repo_id: str | None = None,
         push_to_hub: bool = False,
         model_card_kwargs: dict[str, Any] | None = None,
+        inference_only: bool = False,
         **push_to_hub_kwargs: Any,
     ) -> str | None:
-        """Write config.json, model.safetensors and README.md to ``save_directory`` (atomically)."""
+        """Write config.json, model.safetensors and README.md to ``save_directory`` (atomically).
+
+        ``inference_only`` leaves out the modules of :meth:`hub_omittable_modules` (BYOL's EMA targets: 40% of
+        its weights); loading rebuilds them as the method's own initialisation would, so ``embed``, fine-tuning and
+        a fresh pre-training start are unchanged, but continuing the original run exactly needs the Lightning
+        checkpoint.
+        """
         target = Path(save_directory)
         target.parent.mkdir(parents=True, exist_ok=True)
+        omitted = self.hub_omittable_modules() if inference_only else []
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            super().save_pretrained(tmp, config=config or self.hub_config(), model_card_kwargs=model_card_kwargs)
+            # what ModelHubMixin.save_pretrained does, with the weights written by save_weights (which needs to
+            # know what to omit; ModelHubMixin's _save_pretrained hook takes only the folder)
+            self.save_weights(tmp / WEIGHTS_NAME, omitted)
+            (tmp / CONFIG_NAME).write_text(json.dumps(config or self.hub_config(), sort_keys=True, indent=2))
+            card_kwargs = dict(model_card_kwargs or {})
+            if omitted:
+                card_kwargs.setdefault("omitted", omitted)
+            self.generate_model_card(**card_kwargs).save(tmp / "README.md")
             _apply_umask_permissions(tmp)
             _replace_dir(tmp, target)
         except BaseException:
@@ -244,12 +295,22 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         return None
 
     def _save_pretrained(self, save_directory: Path) -> None:
+        # ModelHubMixin.push_to_hub saves through this hook
+        self.save_weights(save_directory / WEIGHTS_NAME, [])
+
+    def save_weights(self, path: Path, omitted: list[str]) -> None:
+        """model.safetensors without the sub-modules ``omitted`` (named in the file's metadata for the loader)."""
         metadata = {
             "format": "pt",
             "method": self.method_name,
             "training_record": json.dumps(self.training_record()),  # type: ignore[attr-defined]
         }
-        save_model(self, str(save_directory / WEIGHTS_NAME), metadata=metadata)
+        if not omitted:
+            save_model(self, str(path), metadata=metadata)
+            return
+        prefixes = tuple(f"{name}." for name in omitted)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(prefixes)}  # type: ignore[attr-defined]
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={**metadata, "omitted_modules": json.dumps(omitted)})
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         record: dict[str, Any] = {**self.training_record(), **kwargs}  # type: ignore[attr-defined]
@@ -286,7 +347,8 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
                 "Metrics are from the online evaluation of the training run (kNN on a held-out split of the training "
                 "data, online linear probe, RankMe); they are not a full linear-evaluation protocol. Small-data, "
                 "short-schedule weights: a starting point for fine-tuning, not a state-of-the-art encoder.",
-            ),
+            )
+            + _omitted_note(kwargs.get("omitted") or []),
         )
 
     # ---- load -------------------------------------------------------------------------------------------------
@@ -373,8 +435,11 @@ def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, A
     return model.eval(), checkpoint
 
 
-def export_checkpoint(checkpoint_path: str | Path, save_directory: str | Path, **model_card_kwargs: Any) -> Path:
-    """Turn a Lightning checkpoint written by ``zoo fit`` into a Hub folder (config.json + safetensors + card)."""
+def export_checkpoint(
+    checkpoint_path: str | Path, save_directory: str | Path, inference_only: bool = False, **model_card_kwargs: Any
+) -> Path:
+    """Turn a Lightning checkpoint written by ``zoo fit`` into a Hub folder (config.json + safetensors + card);
+    ``inference_only`` leaves out what ``from_pretrained`` can rebuild (see ``HubMixin.save_pretrained``)."""
     model, _ = load_checkpoint_model(checkpoint_path)
-    model.save_pretrained(save_directory, model_card_kwargs=model_card_kwargs or None)
+    model.save_pretrained(save_directory, model_card_kwargs=model_card_kwargs or None, inference_only=inference_only)
     return Path(save_directory)

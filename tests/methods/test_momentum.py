@@ -94,3 +94,45 @@ def test_targets_round_trip_through_the_hub(tiny_encoder, tmp_path):
 def test_invalid_tau():
     with pytest.raises(ValueError, match="ema_tau"):
         BYOL(ema_tau_base=1.2)
+
+
+def test_inference_only_export_leaves_out_the_targets_and_rebuilds_them(tiny_encoder, tmp_path):
+    import zoo
+    from zoo.hub import WEIGHTS_NAME
+
+    model = tiny_byol(tiny_encoder)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(0.5)  # trained online weights: the target (a copy of the initial weights) now differs
+    assert model.hub_omittable_modules() == ["target_encoder", "target_projector"]
+    model.save_pretrained(tmp_path / "full")
+    model.save_pretrained(tmp_path / "small", inference_only=True)
+    assert (tmp_path / "small" / WEIGHTS_NAME).stat().st_size < 0.8 * (tmp_path / "full" / WEIGHTS_NAME).stat().st_size
+    assert "Inference export" in (tmp_path / "small" / "README.md").read_text()
+
+    loaded = zoo.from_pretrained(tmp_path / "small")
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    assert torch.equal(loaded.embed(images), model.eval().embed(images))
+    for key, value in model.state_dict().items():
+        if not key.startswith("target_"):
+            assert torch.equal(loaded.state_dict()[key], value), key
+    # the targets restart from the online networks, as BYOL initialises them
+    for target, online in loaded._ema_pairs:
+        for t, o in zip(target.state_dict().values(), online.state_dict().values()):
+            assert torch.equal(t, o)
+
+
+def test_a_file_that_omits_what_the_model_cannot_rebuild_is_refused(tiny_encoder, tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    import zoo
+    from zoo.hub import WEIGHTS_NAME, PretrainedLoadError
+
+    tiny_byol(tiny_encoder).save_pretrained(tmp_path / "m", inference_only=True)
+    path = tmp_path / "m" / WEIGHTS_NAME
+    state = {k: v for k, v in load_file(path).items() if not k.startswith("predictor.")}
+    save_file(state, path, metadata={"format": "pt", "omitted_modules": json.dumps(["target_encoder", "target_projector", "predictor"])})
+    with pytest.raises(PretrainedLoadError, match=r"leaves out \['predictor'\]"):
+        zoo.from_pretrained(tmp_path / "m")

@@ -65,6 +65,25 @@ class MomentumMethod(SSLMethod):
         self._ema_pairs.append((target, online))
         return target
 
+    def _target_names(self) -> dict[int, str]:
+        names = {id(module): name for name, module in self.named_modules()}
+        return {id(target): names[id(target)] for target, _ in self._ema_pairs}
+
+    def hub_omittable_modules(self) -> list[str]:
+        """EMA targets that ``embed`` does not run (BYOL's, SLAP's): an inference-only Hub export leaves them out.
+        The JEPAs embed with their target encoder, which therefore always stays."""
+        used = self.embedding_encoder()
+        names = self._target_names()
+        return [names[id(t)] for t, _ in self._ema_pairs if not any(m is used for m in t.modules())]
+
+    def hub_restore_modules(self, names: list[str]) -> None:
+        """Targets left out of a Hub file restart as copies of their online networks, as at initialisation."""
+        target_names = self._target_names()
+        by_name = {target_names[id(target)]: (target, online) for target, online in self._ema_pairs}
+        for name in names:
+            target, online = by_name[name]
+            target.load_state_dict(online.state_dict())
+
     def current_tau(self) -> float:
         """τ for the update after the current optimizer step (the cosine schedule over the whole run)."""
         if self._trainer is None:
