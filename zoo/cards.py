@@ -83,12 +83,38 @@ def _parameter_count(weights: Path) -> int:
 
 
 def _encoder_name(config: dict) -> str:
+    """A short description of the encoder(s) in a method config, for each modality's encoder family."""
     encoder = config.get("encoder")
     if isinstance(encoder, dict):
-        name = str(encoder.get("name", "?"))
-        channels = (encoder.get("model_kwargs") or {}).get("channels")
-        return f"{name} (channels {channels})" if channels else name
+        if "name" in encoder:  # timm image backbone
+            channels = (encoder.get("model_kwargs") or {}).get("channels")
+            return f"{encoder['name']} (channels {channels})" if channels else str(encoder["name"])
+        if "patch_size" in encoder:  # zoo.encoders.vit
+            return f"ViT d{encoder.get('embed_dim', '?')} L{encoder.get('depth', '?')}, patch {encoder['patch_size']}"
+        if "num_reg_tokens" in encoder or "ff_dim" in encoder:  # zoo.encoders.tabular
+            return f"FT-Transformer d{encoder.get('dim', '?')} L{encoder.get('depth', '?')}"
+        if "hidden_dim" in encoder:  # zoo.encoders.skeleton
+            return f"GIN d{encoder['hidden_dim']} L{encoder.get('num_layers', '?')} ({encoder.get('layout', 'ntu25')})"
+    audio, text = config.get("audio_encoder"), config.get("text_encoder")
+    if isinstance(audio, dict):  # SLAP
+        described = f"log-mel CNN {audio.get('channels', '?')}"
+        if isinstance(text, dict):
+            described += f" + text transformer d{text.get('dim', '?')} L{text.get('depth', '?')}"
+        return described
     return str(encoder) if encoder else "-"
+
+
+def _dataset_name(card: ModelCard, data: dict[str, str]) -> str:
+    datasets = card.data.to_dict().get("datasets")
+    if datasets:
+        return ", ".join(map(str, datasets))
+    if data.get("dataset"):
+        return data["dataset"]
+    if data.get("data_format") == "generated":
+        return "generated skeleton actions"
+    if data.get("manifest"):  # audio-text manifests live in a folder named after the corpus
+        return Path(data["manifest"]).parent.name
+    return "?"
 
 
 def summarize_checkpoint(folder: Path) -> CheckpointSummary:
@@ -104,11 +130,10 @@ def summarize_checkpoint(folder: Path) -> CheckpointSummary:
     data = _section_table(card.text, "Training data")
     recipe = _section_table(card.text, "Recipe")
     metrics = _section_table(card.text, "Metrics")
-    datasets = card.data.to_dict().get("datasets") or [data.get("dataset", "?")]
     return CheckpointSummary(
         name=folder.name,
         method=str(config.get("method", "?")),
-        dataset=", ".join(map(str, datasets)),
+        dataset=_dataset_name(card, data),
         encoder=_encoder_name(config),
         parameters=_parameter_count(folder / "model.safetensors"),
         epochs=recipe.get("epochs_completed", "?"),
