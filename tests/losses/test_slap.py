@@ -64,3 +64,35 @@ def test_symmetric_info_nce_matches_the_clip_formula():
     logits = scale.exp() * F.normalize(a, dim=1) @ F.normalize(t, dim=1).T
     manual = -(logits.log_softmax(1).diagonal().mean() + logits.log_softmax(0).diagonal().mean()) / 2
     torch.testing.assert_close(symmetric_info_nce(a, t, scale), manual)
+
+
+def _info_nce_rank(rank, world_size, audio_all, text_all, log_scale, gather):
+    n = audio_all.shape[0] // world_size
+    audio = audio_all[rank * n : (rank + 1) * n].clone().requires_grad_(True)
+    text = text_all[rank * n : (rank + 1) * n].clone().requires_grad_(True)
+    scale = log_scale.clone().requires_grad_(True)
+    loss = symmetric_info_nce(audio, text, scale, gather_distributed=gather)
+    loss.backward()
+    return loss.detach(), audio.grad, text.grad, scale.grad
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_info_nce_on_two_processes_equals_one_process_only_when_gathered(tmp_path, gather):
+    from tests.distributed import run_distributed
+
+    g = torch.Generator().manual_seed(4)
+    audio, text = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
+    log_scale = torch.tensor(1.5)
+    ranks = run_distributed(_info_nce_rank, tmp_path, audio, text, log_scale, gather)
+    single = _info_nce_rank(0, 1, audio, text, log_scale, False)
+    # DDP optimises the mean of the rank losses: its gradient is the rank gradients / W (the scale's: averaged)
+    mean_loss = torch.stack([r[0] for r in ranks]).mean()
+    audio_grad = torch.cat([r[1] for r in ranks]) / 2
+    scale_grad = torch.stack([r[3] for r in ranks]).mean()
+    if gather:
+        torch.testing.assert_close(mean_loss, single[0], rtol=1e-6, atol=0)
+        torch.testing.assert_close(audio_grad, single[1], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(torch.cat([r[2] for r in ranks]) / 2, single[2], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(scale_grad, single[3], rtol=1e-5, atol=1e-7)
+    else:  # in-rank negatives only: a different (easier) objective
+        assert mean_loss < single[0] - 0.1

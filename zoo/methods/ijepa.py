@@ -176,7 +176,7 @@ class IJEPA(MomentumMethod):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         batch = super().on_after_batch_transfer(batch, dataloader_idx)
-        if isinstance(batch, dict) and "views" in batch:
+        if isinstance(batch, dict) and "views" in batch and "masks" not in batch:
             batch["masks"] = self.make_masks(batch["views"][0].shape[0])
         return batch
 

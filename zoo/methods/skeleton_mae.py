@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from zoo.encoders.skeleton import SkeletonEncoder, SkeletonEncoderConfig, gin_layer, masked_person_mean
 from zoo.losses.sce import scaled_cosine_error
 from zoo.methods.base import SSLMethod, SSLOutput
+from zoo.nn.distributed import mean_over_ranks
 from zoo.nn.masking import SKELETON_MASK_STRATEGIES, skeleton_mask
 from zoo.registry import register_method
 
@@ -119,8 +120,11 @@ class SkeletonMAE(SSLMethod):
         x = batch["skeleton"]
         features = self.encoder.input_features(x)  # [B, M, T, V, F]
         present = self.encoder.present_persons(x)  # [B, M]
-        generator = self.view_generator(0) if self._trainer is not None else None
-        sample_mask = self.make_mask(x.shape[0], x.device, generator)  # [B, V]
+        if "mask" in batch:  # given with the batch (tests hand each rank its share of one global batch's masks)
+            sample_mask = batch["mask"]
+        else:
+            generator = self.view_generator(0) if self._trainer is not None else None
+            sample_mask = self.make_mask(x.shape[0], x.device, generator)  # [B, V]
         node_mask = sample_mask[:, None, :].expand(-1, x.shape[4], -1)[present]  # [P, V]
         person_features = features[present]  # [P, T, V, F]
         tokens = self.encoder.tokens(person_features)
@@ -129,7 +133,10 @@ class SkeletonMAE(SSLMethod):
         target = person_features if self.target == "input" else tokens.detach()
         # score masked joints the data has (missing joints are all-zero: nothing to reconstruct)
         scored = node_mask[:, None, :] & person_features.ne(0).any(-1)  # [P, T, V]
-        loss = scaled_cosine_error(reconstruction[scored], target[scored], self.sce_beta)
+        # the mean over the global batch's scored joints: their count varies per rank, so a per-rank mean averaged
+        # by DDP would weight the ranks' joints unequally
+        error_sum = scaled_cosine_error(reconstruction[scored], target[scored], self.sce_beta, reduction="sum")
+        loss = error_sum / mean_over_ranks(scored.sum()).clamp_min(1.0)
         # the online probe reads the masked view's pooled features (the base class detaches them)
         per_person = encoded.new_zeros(*present.shape, *encoded.shape[1:])
         per_person[present] = encoded

@@ -13,7 +13,7 @@ from zoo.losses.jepa import LOSSES, jepa_loss
 from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
 from zoo.nn.jepa_predictor import JEPAPredictor
-from zoo.nn.tabular_masking import sample_tabular_masks
+from zoo.nn.tabular_masking import TabularMasks, sample_tabular_masks
 from zoo.registry import register_method
 
 
@@ -117,14 +117,20 @@ class TJEPA(MomentumMethod):
         total = int(total) if total != float("inf") else 0
         return linear_tau(self.trainer.global_step, total, self.hparams.ema_tau_base, self.hparams.ema_tau_final)
 
+    def make_masks(self, batch_size: int, device: torch.device | str) -> TabularMasks:
+        """This batch's context and target feature masks, drawn on the device from the batch's seeded generator."""
+        hp = self.hparams
+        return sample_tabular_masks(
+            batch_size, self.encoder.num_features, self.encoder.num_reg_tokens,
+            tuple(hp.context_share), tuple(hp.target_share), hp.num_targets,
+            generator=self.view_generator(0), device=device,
+        )  # fmt: skip
+
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
         features = batch["features"]
         hp = self.hparams
-        masks = sample_tabular_masks(
-            features.shape[0], self.encoder.num_features, self.encoder.num_reg_tokens,
-            tuple(hp.context_share), tuple(hp.target_share), hp.num_targets,
-            generator=self.view_generator(0), device=features.device,
-        )  # fmt: skip
+        # masks may come with the batch (tests hand each rank its share of one global batch's masks)
+        masks: TabularMasks = batch["masks"] if "masks" in batch else self.make_masks(features.shape[0], features.device)
         m, b, k = masks.targets.shape
         with torch.no_grad():  # target encoder: the full sequence, stop-gradient
             full = self.target_encoder(features)

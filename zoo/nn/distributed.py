@@ -46,3 +46,15 @@ def gather_with_grad(x: Tensor) -> Tensor:
     if not is_distributed():
         return x
     return _GatherWithGrad.apply(x)
+
+
+def mean_over_ranks(x: Tensor) -> Tensor:
+    """The mean of ``x`` over ranks, without gradient (identity on 1 rank). A loss that averages over a count that
+    varies per rank (masked joints present in the data) divides its local sum by the mean count over ranks: with
+    DDP's gradient average that is the mean over the global batch, as one process would compute it."""
+    x = x.detach().float()
+    if not is_distributed():
+        return x
+    x = x.clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x / dist.get_world_size()
