@@ -156,8 +156,9 @@ class FineTuner(L.LightningModule):
         inputs, labels = self._inputs_and_labels(batch)
         logits = self(inputs)
         self.metrics[f"{stage}_acc"](logits, labels)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=labels.shape[0])
-        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True, batch_size=labels.shape[0])
+        # only the held-out loader is evaluated (a kNN-bank loader before it is skipped): plain metric names
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=labels.shape[0], add_dataloader_idx=False)
+        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True, batch_size=labels.shape[0], add_dataloader_idx=False)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         if dataloader_idx == self._eval_loader_index("val"):
