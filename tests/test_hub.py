@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -231,3 +232,41 @@ def test_missing_or_non_object_config(saved):
     (saved / "config.json").unlink()
     with pytest.raises(PretrainedLoadError, match="no config.json in this folder"):
         zoo.from_pretrained(saved)
+
+
+def test_zoo_push_uploads_a_loadable_folder_and_refuses_a_broken_one(saved, monkeypatch, tmp_path, capsys):
+    """`zoo push DIR org/repo` up to the upload call (captured locally): the folder is checked with from_pretrained
+    first, so a folder that would not load is never published."""
+    from zoo.cli import main
+
+    calls = []
+
+    def fake_create_repo(self, repo_id, private=False, exist_ok=False, **kwargs):
+        class Url(str):
+            pass
+
+        url = Url(f"https://huggingface.co/{repo_id}")
+        url.repo_id = repo_id
+        calls.append(("create", repo_id, private, self.token))
+        return url
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        calls.append(("upload", repo_id, sorted(os.listdir(folder_path)), self.token))
+        return f"https://huggingface.co/{repo_id}/commit/abc"
+
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", fake_create_repo)
+    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
+    assert main(["push", str(saved), "org/simclr-test", "--private", "--token", "hf_x"]) == 0
+    assert calls == [
+        ("create", "org/simclr-test", True, "hf_x"),
+        ("upload", "org/simclr-test", ["README.md", "config.json", "model.safetensors"], "hf_x"),
+    ]
+    assert "pushed" in capsys.readouterr().out
+
+    broken = tmp_path / "broken"
+    shutil.copytree(saved, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    calls.clear()
+    assert main(["push", str(broken), "org/simclr-test"]) == 2
+    assert calls == []
+    assert "not a readable safetensors file" in capsys.readouterr().err
