@@ -136,3 +136,36 @@ def test_a_file_that_omits_what_the_model_cannot_rebuild_is_refused(tiny_encoder
     save_file(state, path, metadata={"format": "pt", "omitted_modules": json.dumps(["target_encoder", "target_projector", "predictor"])})
     with pytest.raises(PretrainedLoadError, match=r"leaves out \['predictor'\]"):
         zoo.from_pretrained(tmp_path / "m")
+
+
+def test_under_fsdp_the_ema_runs_on_gathered_full_weights(tiny_encoder, monkeypatch):
+    """FSDP keeps a slice of one flat parameter per rank, and an online weight's slice and its target's are not the
+    same elements: the update must run inside summon_full_params (FSDP itself needs a GPU, so the wrapper is a
+    stand-in here and the context is recorded)."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    import zoo.methods.momentum as momentum
+
+    events = []
+
+    @contextlib.contextmanager
+    def summon(module, writeback=False, **kwargs):
+        events.append(("gather", module, writeback))
+        yield
+        events.append(("scatter", module))
+
+    real_update = momentum.ema_update
+    monkeypatch.setattr(FullyShardedDataParallel, "summon_full_params", staticmethod(summon))
+    monkeypatch.setattr(momentum, "ema_update", lambda *a: (events.append(("ema",)), real_update(*a)))
+    wrapped = FullyShardedDataParallel.__new__(FullyShardedDataParallel)  # isinstance without a GPU
+    model = tiny_byol(tiny_encoder)
+    model._trainer = SimpleNamespace(strategy=SimpleNamespace(model=wrapped), estimated_stepping_batches=10, global_step=0)
+    model.update_targets()
+    assert events == [("gather", wrapped, True), ("ema",), ("ema",), ("scatter", wrapped)]
+    model._trainer = SimpleNamespace(strategy=SimpleNamespace(model=model), estimated_stepping_batches=10, global_step=0)
+    events.clear()
+    model.update_targets()  # DDP / one device: no gathering
+    assert events == [("ema",), ("ema",)]
