@@ -1,5 +1,6 @@
 """Retrieval R@k / ranks, zero-shot accuracy and the modality gap on embeddings with known answers."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -35,3 +36,38 @@ def test_modality_gap_of_shared_and_separate_cones():
     offset[0] = 5.0
     apart = modality_gap(shared[:100] + offset, shared[100:] - offset)
     assert apart["gap_centroid"] > 1.5 and apart["gap_linear_acc"] == 1.0
+
+
+def _collector_on_a_shard(rank, world_size, audio, text, labels, classes):
+    from zoo.eval.retrieval import RetrievalCollector
+
+    collector = RetrievalCollector()
+    shard = slice(rank, None, world_size)  # DistributedSampler's interleaved shard
+    for rows in torch.arange(len(audio))[shard].split(3):  # a few evaluation batches
+        collector.update(audio[rows], text[rows], labels[rows])
+    return collector.compute(classes)
+
+
+def test_retrieval_under_ddp_ranks_each_query_against_the_whole_evaluation_set(tmp_path):
+    from tests.distributed import run_distributed
+    from zoo.eval.retrieval import RetrievalCollector
+
+    g = torch.Generator().manual_seed(0)
+    text = F.normalize(torch.randn(16, 8, generator=g), dim=1)
+    audio = F.normalize(text + 1.0 * torch.randn(16, 8, generator=g), dim=1)
+    labels = torch.arange(16) % 4
+    classes = [F.normalize(torch.randn(4, 8, generator=g), dim=1)]
+    ranks = run_distributed(_collector_on_a_shard, tmp_path, audio, text, labels, classes)
+    # one process over the same pairs in the order the ranks' gather produces (rank 0's shard, then rank 1's)
+    order = torch.cat([torch.arange(16)[0::2], torch.arange(16)[1::2]])
+    single = RetrievalCollector()
+    single.update(audio[order], text[order], labels[order])
+    expected = single.compute(classes)
+    for result in ranks:
+        assert result.keys() == expected.keys()
+        for name, value in expected.items():
+            assert result[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
+    # a shard alone is a different (easier) retrieval problem: 8 candidates instead of 16
+    alone = RetrievalCollector()
+    alone.update(audio[0::2], text[0::2], labels[0::2])
+    assert alone.compute()["a2t_mean_rank"] < expected["a2t_mean_rank"]

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 #: SLAP's zero-shot templates (paper §4.3); the best template's accuracy is reported, as in the paper
 ZERO_SHOT_PROMPTS = ["{}", "{} music", "this sounds like {}", "A {} track"]
@@ -74,28 +76,32 @@ def modality_gap(audio: Tensor, text: Tensor, seed: int = 0) -> dict[str, float]
     return {"gap_centroid": centroid, "gap_linear_acc": float(clf.score(x[perm[cut:]], y[perm[cut:]]))}
 
 
-class RetrievalCollector:
-    """Accumulates shared-space audio/text embeddings (and labels) over an evaluation epoch."""
+class RetrievalCollector(Metric):
+    """Accumulates shared-space audio/text embeddings (and labels) over an evaluation epoch. A torchmetrics
+    ``Metric`` with concatenated states: under DDP ``compute`` gathers every rank's pairs first, so retrieval ranks
+    each query against the whole evaluation set, not against a rank's shard of it."""
+
+    full_state_update = False
 
     def __init__(self) -> None:
-        self.reset()
+        super().__init__()
+        for name in ("audio", "text", "labels"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def reset(self) -> None:
-        self.audio: list[Tensor] = []
-        self.text: list[Tensor] = []
-        self.labels: list[Tensor] = []
-
-    def update(self, audio: Tensor, text: Tensor, labels: Tensor | None = None) -> None:
-        self.audio.append(audio.detach().float().cpu())
-        self.text.append(text.detach().float().cpu())
+    def update(self, audio: Tensor, text: Tensor, labels: Tensor | None = None) -> None:  # type: ignore[override]
+        if audio.shape[0] != text.shape[0]:
+            raise ValueError(f"retrieval pairs: {audio.shape[0]} audio rows vs {text.shape[0]} text rows")
+        self.audio.append(audio.detach().float())  # type: ignore[union-attr]
+        self.text.append(text.detach().float())  # type: ignore[union-attr]
         if labels is not None:
-            self.labels.append(labels.detach().cpu())
+            self.labels.append(labels.detach())  # type: ignore[union-attr]
 
-    def compute(self, class_embeddings: list[Tensor] | None = None) -> dict[str, float]:
-        audio, text = torch.cat(self.audio), torch.cat(self.text)
+    def compute(self, class_embeddings: list[Tensor] | None = None) -> dict[str, float]:  # type: ignore[override]
+        audio, text = dim_zero_cat(self.audio).cpu(), dim_zero_cat(self.text).cpu()  # type: ignore[arg-type]
         out = {**retrieval_metrics(audio, text), **modality_gap(audio, text)}
-        if class_embeddings is not None and len(self.labels) == len(self.audio):
-            out.update(zero_shot_accuracy(audio, [c.detach().cpu() for c in class_embeddings], torch.cat(self.labels)))
+        labels = dim_zero_cat(self.labels).cpu() if len(self.labels) else None  # type: ignore[arg-type]
+        if class_embeddings is not None and labels is not None and len(labels) == len(audio):
+            out.update(zero_shot_accuracy(audio, [c.detach().float().cpu() for c in class_embeddings], labels))
         return out
 
 

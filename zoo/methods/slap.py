@@ -117,7 +117,7 @@ class SLAP(MomentumMethod):
         if vocabulary is not None:
             self._build_text_arm(vocabulary)
         self.prompts = list(prompts or ZERO_SHOT_PROMPTS)
-        self.retrieval = {stage: RetrievalCollector() for stage in ("val", "test")}
+        self.retrieval = nn.ModuleDict({stage: RetrievalCollector() for stage in ("val", "test")})
         self.init_evaluation(self.audio_encoder.num_features)
 
     def _predictor(self) -> nn.Module:
@@ -238,8 +238,8 @@ class SLAP(MomentumMethod):
 
     def _log_evaluation(self, stage: str) -> None:
         super()._log_evaluation(stage)
-        collector = self.retrieval[stage]
-        if not collector.audio:
+        collector: RetrievalCollector = self.retrieval[stage]  # type: ignore[assignment]
+        if collector.update_count == 0:
             return
         classes = None
         if self.hparams.class_names:
