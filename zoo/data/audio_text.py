@@ -292,7 +292,8 @@ class AudioTextDataModule(ZooDataModule):
         )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), shuffle=True, drop_last=self.drop_last)
+        ds = self.dataset("train")
+        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         loaders = [self._loader(self.dataset(split), shuffle=False)]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
+
+from zoo.data.resume import EpochShuffleSampler, train_position
 
 
 class DataError(ValueError):
@@ -26,7 +30,38 @@ class ZooDataModule(L.LightningDataModule):
     * Empty list: no validation split.
 
     ``predict_dataloader()`` returns the test loader alone.
+
+    Train order: :meth:`train_sampler` shuffles with a permutation per ``(seed, epoch)``, and the position in it is
+    saved in every checkpoint (``state_dict``), so a run resumed mid-epoch trains on exactly the batches the
+    interrupted run had not reached (:mod:`zoo.data.resume`).
     """
+
+    #: whether the train order comes from :meth:`train_sampler` (and is saved in checkpoints)
+    resumable_train_order: bool = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._resume_position: dict[str, int] | None = None  # from a checkpoint, used by the next train loader
+
+    def train_sampler(self, num_samples: int, seed: int, batch_size: int) -> EpochShuffleSampler:
+        """The train loader's sampler: epoch e's order is a function of (seed, e), continued from a checkpoint."""
+        position, self._resume_position = self._resume_position or {"epoch": 0, "batches": 0}, None
+        # under DDP Lightning deals this global order out to the ranks (rank r takes every W-th index), so the W ranks
+        # together consumed batches × batch_size × W indices of it
+        skip = position["batches"] * batch_size * self._world_size()
+        return EpochShuffleSampler(num_samples, seed, position["epoch"], skip=skip)
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The train loader's position, saved in every checkpoint written while fitting (see :mod:`zoo.data.resume`)."""
+        if self.trainer is None or self.trainer.state.fn != "fit" or not self.resumable_train_order:
+            return {}
+        return {"train_position": train_position(self.trainer)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
 
     @property
     def num_classes(self) -> int | None:

@@ -22,7 +22,6 @@ from torch.utils.data._utils.collate import default_collate
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.pseudo_labels import PseudoClassBatchSampler, PseudoLabelConfig, cached_pseudo_labels, resolve_pseudo_label_config
-from zoo.data.resume import EpochShuffleSampler, train_position
 
 # --------------------------------------------------------------------------------------------------------------------
 # IDX files
@@ -355,7 +354,6 @@ class ImageDataModule(ZooDataModule):
         self._datasets: dict[str, ImageTensorDataset] | None = None
         self._indices: dict[str, np.ndarray] = {}
         self._num_classes: int | None = None
-        self._resume_position: dict[str, int] | None = None  # from a checkpoint, used by the next train loader
 
     # ---------------------------------------------------------------------------------------------------------------
     # metadata
@@ -487,22 +485,11 @@ class ImageDataModule(ZooDataModule):
             )
         if self.pseudo_label_config is not None:
             return self._pseudo_class_loader(ds)
-        # epoch e's order is a function of (seed, e): a resumed run (or a reloaded loader) continues the same stream
-        position, self._resume_position = self._resume_position or {"epoch": 0, "batches": 0}, None
-        # under DDP Lightning deals this global order out to the ranks (rank r takes every W-th index), so the W ranks
-        # together consumed batches x batch_size x W indices of it (mid-epoch DDP resume is not covered by a test)
-        skip = position["batches"] * self.batch_size * self._world_size()
-        sampler = EpochShuffleSampler(len(ds), self.seed, position["epoch"], skip=skip)
-        return self._loader(ds, sampler=sampler, drop_last=self.drop_last)
+        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
 
-    def state_dict(self) -> dict[str, Any]:
-        """The train loader's position, saved in every checkpoint written while fitting (see :mod:`zoo.data.resume`)."""
-        if self.trainer is None or self.trainer.state.fn != "fit" or self.pseudo_label_config is not None:
-            return {}
-        return {"train_position": train_position(self.trainer)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume_position = state_dict.get("train_position")
+    @property
+    def resumable_train_order(self) -> bool:  # type: ignore[override]
+        return self.pseudo_label_config is None  # G-SimCLR batches come from their own sampler
 
     def pseudo_labels(self, num_replicas: int = 1) -> np.ndarray:
         """G-SimCLR pseudo-classes of the train split (computed once, cached on disk)."""
@@ -516,9 +503,6 @@ class ImageDataModule(ZooDataModule):
         # the autoencoder and k-means run once, on one process per node; the other ranks read the cache
         if self.pseudo_label_config is not None:
             self.pseudo_labels(self._world_size())
-
-    def _world_size(self) -> int:
-        return self.trainer.world_size if self.trainer is not None else 1
 
     def _pseudo_class_loader(self, ds: ImageTensorDataset) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0

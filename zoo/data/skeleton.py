@@ -343,7 +343,6 @@ class SkeletonDataModule(ZooDataModule):
         self.train_subset, self.seed, self.drop_last = train_subset, int(seed), bool(drop_last)
         self._datasets: dict[str, SkeletonTensorDataset] | None = None
         self._num_classes: int | None = None
-        self._train_generator: torch.Generator | None = None
 
     # ---- metadata ---------------------------------------------------------------------------------------------
     @property
@@ -430,9 +429,7 @@ class SkeletonDataModule(ZooDataModule):
         ds = self.dataset("train")
         if self.drop_last and len(ds) < self.batch_size:
             raise DataError(f"the train split has {len(ds)} samples, fewer than batch_size={self.batch_size}; lower batch_size or pass drop_last=False")
-        if self._train_generator is None:
-            self._train_generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(ds, shuffle=True, drop_last=self.drop_last, generator=self._train_generator)
+        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         loaders = [self._loader(self.dataset(split), shuffle=False, drop_last=False)]

@@ -234,7 +234,6 @@ class TabularDataModule(ZooDataModule):
         self.dataset, self.path, self._frame, self.target = dataset, path, frame, target
         self.task = task
         self._datasets: dict[str, TabularTensorDataset] | None = None
-        self._train_generator: torch.Generator | None = None
         self.missing_report: dict[str, dict[str, int]] = {}
 
     # ---- loading and preprocessing ---------------------------------------------------------------------------------
@@ -391,9 +390,8 @@ class TabularDataModule(ZooDataModule):
         ds = self._dataset("train")
         if self.hparams.drop_last and len(ds) < self.hparams.batch_size:
             raise DataError(f"{self.what}: the train split has {len(ds)} rows, fewer than batch_size={self.hparams.batch_size}; lower batch_size or pass drop_last=False")
-        if self._train_generator is None:
-            self._train_generator = torch.Generator().manual_seed(self.hparams.seed)
-        return self._loader(ds, shuffle=True, drop_last=self.hparams.drop_last, generator=self._train_generator)
+        sampler = self.train_sampler(len(ds), self.hparams.seed, self.hparams.batch_size)
+        return self._loader(ds, sampler=sampler, drop_last=self.hparams.drop_last)
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         loaders = [self._loader(self._dataset(split), shuffle=False, drop_last=False)]
