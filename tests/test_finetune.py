@@ -154,3 +154,16 @@ def test_the_example_starter_fine_tunes_on_the_data_of_the_training_record(tmp_p
     args = ["--mode", "finetune", "--epochs", "4", "--labels", "1000", "--lr", "0.05"]
     accuracy = starter.main(["--pretrained", str(tmp_path / "pretrained"), *args])
     assert accuracy > 0.6  # 10 classes: chance is 0.1 (measured 0.88)
+
+
+def test_zoo_finetune_with_data_on_the_command_line_and_a_knn_bank_loader(pretrained, tmp_path, capsys):
+    """`zoo finetune --pretrained DIR --data <DataModule> --data.<arg> ...`, the issue's form, with a datamodule whose
+    evaluation loaders start with a kNN bank: the held-out loader's metrics are the ones reported."""
+    args = ["finetune", "--pretrained", str(pretrained), "--data", "ImageDataModule", "--data.dataset", "digits",
+            "--data.batch_size", "64", "--data.val_size", "200", "--data.knn_bank_size", "300",
+            "--model.mode", "finetune", "--model.lr", "0.01", "--trainer.max_epochs", "2",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test/acc:")[1].split()[0])
+    assert 0.5 < accuracy <= 1.0  # chance is 0.1

@@ -246,7 +246,8 @@ def main(argv: list[str]) -> int:
     checkpoint = cli.trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best)
-    for name, value in (results[0] if results else {}).items():
+    # one dict per test loader; the metrics come from the held-out loader (a kNN-bank loader may come first)
+    for name, value in {k: v for result in results for k, v in result.items()}.items():
         print(f"{name}: {value:.4f}")
     return 0
 
