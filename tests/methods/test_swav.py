@@ -169,3 +169,25 @@ def test_two_process_step_equals_one_process_on_the_global_batch(tiny_encoder, t
     for name, grad in full_grads.items():
         averaged = (results[0][1][name] + results[1][1][name]) / 2
         torch.testing.assert_close(averaged, grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_prototypes_are_back_on_the_sphere_after_every_optimizer_step(tiny_encoder):
+    """The projection runs after the update on whole rows (under FSDP the in-forward one acts on a discarded
+    gathered copy), so the stored prototypes are unit vectors between steps and in checkpoints."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    model = tiny_swav(tiny_encoder, freeze_prototypes_steps=0, lr=0.5)
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    norms = []
+
+    class AfterStep(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            norms.append(pl_module.prototypes.weight.norm(dim=1).detach().clone())
+
+    loader = DataLoader(range(16), batch_size=8, collate_fn=lambda idx: {"image": images[idx]})
+    L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=[AfterStep()]).fit(model, loader)
+    assert len(norms) == 2
+    for n in norms:
+        torch.testing.assert_close(n, torch.ones(20))

@@ -15,6 +15,7 @@ Batches are dicts. Labels, when a datamodule has them, are under ``"label"`` and
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -288,6 +289,21 @@ class SSLMethod(HubMixin, L.LightningModule):
             optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps, hp.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def full_weights(self) -> contextlib.AbstractContextManager:
+        """Context for in-place weight updates outside forward/backward (EMA targets, SwAV's prototype projection).
+        Under FSDP (Lightning's ``FSDPStrategy``) each rank holds a slice of one flat parameter between steps, and
+        those slices do not line up with whole weights (an online weight's slice and its EMA target's are different
+        elements; a prototype row may straddle ranks); the update then runs on the gathered weights and each rank
+        keeps its shard of the result. (Unverified on a GPU so far: FSDP needs one.)"""
+        model = self._trainer.strategy.model if self._trainer is not None else None
+        if model is None or not torch.distributed.is_available():
+            return contextlib.nullcontext()
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if isinstance(model, FullyShardedDataParallel):
+            return FullyShardedDataParallel.summon_full_params(model, writeback=True)
+        return contextlib.nullcontext()
 
     # ---- checkpoint ---------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ the K optimizer steps of the run.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from typing import Any
@@ -98,20 +97,6 @@ class MomentumMethod(SSLMethod):
         with self.full_weights():
             for target, online in self._ema_pairs:
                 ema_update(target, online, tau)
-
-    def full_weights(self) -> contextlib.AbstractContextManager:
-        """Where the EMA may read and write whole weights. Under FSDP (Lightning's ``FSDPStrategy``) each rank holds
-        a slice of one flat parameter between steps, and the slices of an online weight and of its target are not
-        the same elements; the update then runs on the gathered weights and each rank keeps its shard of the result.
-        (Unverified on a GPU so far: FSDP needs one.)"""
-        model = self._trainer.strategy.model if self._trainer is not None else None
-        if model is None or not torch.distributed.is_available():
-            return contextlib.nullcontext()
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        if isinstance(model, FullyShardedDataParallel):
-            return FullyShardedDataParallel.summon_full_params(model, writeback=True)
-        return contextlib.nullcontext()
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)

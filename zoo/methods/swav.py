@@ -170,6 +170,13 @@ class SwAV(SSLMethod):
         logs = {"queue_in_use": torch.tensor(float(self.queue is not None and self.queue_filled >= self.queue.shape[1]))}
         return SSLOutput(loss=loss, features=large[:n], logs=logs)
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # back onto the sphere after every update, on whole rows (under FSDP the in-forward projection in ssl_step
+        # acts on a gathered copy that is discarded afterwards)
+        with self.full_weights():
+            self.prototypes.normalize()
+
     def on_after_backward(self) -> None:
         # SwAV freezes the prototypes during the first iterations: their gradient is dropped, so the optimizer
         # (momentum, weight decay) leaves them untouched
