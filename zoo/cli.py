@@ -108,9 +108,7 @@ def _export(argv: list[str]) -> int:
 
 
 def _push(argv: list[str]) -> int:
-    from huggingface_hub import HfApi
-
-    from zoo.hub import from_pretrained
+    from zoo.hub import upload_folder
 
     parser = argparse.ArgumentParser(prog="zoo push", description="Upload a zoo Hub folder to the Hugging Face Hub.")
     parser.add_argument("directory")
@@ -118,10 +116,7 @@ def _push(argv: list[str]) -> int:
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--token", default=None, help="defaults to the cached `hf auth login` token")
     args = parser.parse_args(argv)
-    from_pretrained(args.directory)  # refuse to publish a folder that does not load
-    api = HfApi(token=args.token)
-    repo_id = api.create_repo(args.repo_id, private=args.private, exist_ok=True).repo_id
-    commit = api.upload_folder(repo_id=repo_id, folder_path=args.directory, commit_message="Upload zoo model")
+    commit = upload_folder(args.directory, args.repo_id, private=args.private, token=args.token)
     print(f"pushed {args.directory} -> {commit}")
     return 0
 

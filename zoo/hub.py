@@ -290,8 +290,8 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if push_to_hub:
-            return self.push_to_hub(repo_id or target.name, config=config, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs)
+        if push_to_hub:  # the folder just written, as it is (an inference-only save stays inference-only)
+            return upload_folder(target, repo_id or target.name, **push_to_hub_kwargs)
         return None
 
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -403,6 +403,20 @@ def from_pretrained(model_id: str | Path, **kwargs: Any) -> Any:
     except KeyError as e:
         raise PretrainedLoadError(f"{model_id}: {e.args[0]}") from None
     return cls.from_pretrained(str(model_id), **kwargs)
+
+
+def upload_folder(
+    directory: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None,
+    commit_message: str = "Upload zoo model", **upload_kwargs: Any,
+) -> str:
+    """Create ``repo_id`` on the Hub if needed and upload a saved zoo folder to it; returns the commit URL. The
+    folder must load with :func:`from_pretrained` first, so a broken folder is never published."""
+    from huggingface_hub import HfApi
+
+    from_pretrained(directory)
+    api = HfApi(token=token)
+    repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return str(api.upload_folder(repo_id=repo, folder_path=str(directory), commit_message=commit_message, **upload_kwargs))
 
 
 def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, Any]]:

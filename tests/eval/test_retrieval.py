@@ -71,3 +71,14 @@ def test_retrieval_under_ddp_ranks_each_query_against_the_whole_evaluation_set(t
     alone = RetrievalCollector()
     alone.update(audio[0::2], text[0::2], labels[0::2])
     assert alone.compute()["a2t_mean_rank"] < expected["a2t_mean_rank"]
+
+
+def test_collector_compute_honours_its_argument_every_call():
+    from zoo.eval.retrieval import RetrievalCollector
+
+    g = torch.Generator().manual_seed(1)
+    text = F.normalize(torch.randn(8, 4, generator=g), dim=1)
+    collector = RetrievalCollector()
+    collector.update(text, text, torch.arange(8) % 2)
+    assert "zero_shot_acc" not in collector.compute()
+    assert "zero_shot_acc" in collector.compute([F.normalize(torch.randn(2, 4, generator=g), dim=1)])

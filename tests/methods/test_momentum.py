@@ -169,3 +169,25 @@ def test_under_fsdp_the_ema_runs_on_gathered_full_weights(tiny_encoder, monkeypa
     events.clear()
     model.update_targets()  # DDP / one device: no gathering
     assert events == [("ema",), ("ema",)]
+
+
+def test_save_and_push_uploads_the_inference_only_folder_as_saved(tiny_encoder, monkeypatch, tmp_path):
+    import os
+
+    from safetensors import safe_open
+
+    uploaded = {}
+
+    class RepoUrl(str):
+        repo_id = "org/byol-small"
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        with safe_open(os.path.join(folder_path, "model.safetensors"), "pt") as f:
+            uploaded["keys"] = set(f.keys())
+        return "commit-url"
+
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: RepoUrl(repo_id))
+    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
+    model = tiny_byol(tiny_encoder)
+    assert model.save_pretrained(tmp_path / "small", push_to_hub=True, repo_id="org/byol-small", inference_only=True) == "commit-url"
+    assert uploaded["keys"] and not any(k.startswith("target_") for k in uploaded["keys"])

@@ -84,7 +84,9 @@ class RetrievalCollector(Metric):
     full_state_update = False
 
     def __init__(self) -> None:
-        super().__init__()
+        # compute() takes the class embeddings as an argument: no cached result; states on the CPU (an evaluation
+        # set's embeddings would otherwise pile up in accelerator memory)
+        super().__init__(compute_with_cache=False, compute_on_cpu=True)
         for name in ("audio", "text", "labels"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
