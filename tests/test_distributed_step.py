@@ -103,7 +103,7 @@ def test_two_process_steps_equal_one_process_on_the_global_batch(run, two_proces
     # Lightning's logged loss is each rank's mean over its half; DDP optimises their average
     rank_mean = [sum(r["losses"][s] for r in ranks) / 2 for s in range(STEPS)]
     assert rank_mean == pytest.approx(single["losses"], rel=1e-5, abs=1e-6)
-    moved = 0
+    moved = set()
     for key, value in single["state"].items():
         assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), f"{key} differs between the ranks"
         update, expected = ranks[0]["state"][key].double() - initial[key].double(), value.double() - initial[key].double()
@@ -111,9 +111,20 @@ def test_two_process_steps_equal_one_process_on_the_global_batch(run, two_proces
             assert torch.equal(ranks[0]["state"][key], value), key
             continue
         scale = expected.abs().max().item()
-        moved += scale > 0
+        if scale > 0:
+            moved.add(key)
         torch.testing.assert_close(update, expected, rtol=1e-3, atol=1e-4 * scale + 1e-8, msg=lambda m: f"{key}: {m}")
-    assert moved > 0
+    # the comparison is only worth something if the steps trained: every weight matrix of the trained networks
+    # moved, and so did every EMA target (a wrong gather would otherwise hide behind weights that never change)
+    model = case_of(run).build(**RUNS[run])
+    weights = {n for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and not n.startswith("probe.")}
+    module_names = {id(m): name for name, m in model.named_modules()}
+    targets = {
+        f"{module_names[id(target)]}.{n}" for target, _ in getattr(model, "_ema_pairs", [])
+        for n, p in target.named_parameters() if p.ndim >= 2
+    }  # fmt: skip
+    assert weights and weights <= moved, sorted(weights - moved)
+    assert targets <= moved, sorted(targets - moved)
     if single["queue"] is not None:  # rank r's queue holds its samples r, r + W, … of the last global batch
         for r, result in enumerate(ranks):
             torch.testing.assert_close(result["queue"], single["queue"][:, r::2], rtol=1e-4, atol=1e-6)

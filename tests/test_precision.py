@@ -15,13 +15,20 @@ STEPS = 3
 
 
 class _LossRecorder(L.Callback):
+    """Each step's loss, and the dtypes the model's linear and convolution layers computed in (bf16 proves that
+    autocast really ran)."""
+
     def __init__(self) -> None:
         self.losses: list[float] = []
         self.dtypes: set[torch.dtype] = set()
 
+    def on_fit_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+        for module in pl_module.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+                module.register_forward_hook(lambda m, args, out: self.dtypes.add(out.dtype))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
         self.losses.append(float(outputs["loss"]))
-        self.dtypes.add(outputs["loss"].dtype)
 
 
 def fit(case_name: str, precision: str) -> _LossRecorder:
@@ -43,6 +50,8 @@ def fit(case_name: str, precision: str) -> _LossRecorder:
 def test_bf16_mixed_steps_have_finite_losses_close_to_fp32(case_name):
     bf16 = fit(case_name, "bf16-mixed")
     assert len(bf16.losses) == STEPS and all(torch.isfinite(torch.tensor(bf16.losses)))
+    assert torch.bfloat16 in bf16.dtypes
     fp32 = fit(case_name, "32-true")
+    assert fp32.dtypes == {torch.float32}
     # same seed, same views and masks: the first step differs only by bf16 rounding (8 bits of mantissa)
     assert bf16.losses[0] == pytest.approx(fp32.losses[0], rel=0.05, abs=0.02)
