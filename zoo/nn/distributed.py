@@ -42,9 +42,20 @@ class _GatherWithGrad(torch.autograd.Function):
 
 
 def gather_with_grad(x: Tensor) -> Tensor:
-    """Concatenate ``x`` (same shape on every rank) over ranks along dim 0, differentiably. Identity on 1 rank."""
+    """Concatenate ``x`` (same shape on every rank) over ranks along dim 0, differentiably. Identity on 1 rank.
+
+    Ranks holding different batch sizes (a last, smaller batch with ``drop_last=False``) are one clear error on every
+    rank instead of a collective that fails deep in the backend or hangs."""
     if not is_distributed():
         return x
+    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]], dtype=torch.long, device=x.device))
+    per_rank = [int(s) for s in sizes]
+    if len(set(per_rank)) > 1:
+        raise ValueError(
+            f"gather_with_grad: the ranks hold different batch sizes {per_rank}; losses over the global batch need "
+            "equal per-rank batches (keep drop_last=True in the datamodule)"
+        )
     return _GatherWithGrad.apply(x)
 
 
