@@ -94,8 +94,8 @@ def test_two_processes_equal_one_process(tmp_path):
 
     # the objective DDP optimises is the mean of the per-rank losses; its gradient is the rank grads / W
     assert torch.stack([r[0] for r in ranks]).mean().item() == pytest.approx(single.item(), rel=1e-6)
-    torch.testing.assert_close(torch.cat([r[1] for r in ranks]) / 2, full1.grad, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(torch.cat([r[2] for r in ranks]) / 2, full2.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(torch.cat([r[1] for r in ranks]) / 2, full1.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.cat([r[2] for r in ranks]) / 2, full2.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_ddp_parameter_gradients_equal_single_process(tmp_path):

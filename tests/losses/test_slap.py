@@ -90,9 +90,9 @@ def test_info_nce_on_two_processes_equals_one_process_only_when_gathered(tmp_pat
     audio_grad = torch.cat([r[1] for r in ranks]) / 2
     scale_grad = torch.stack([r[3] for r in ranks]).mean()
     if gather:
-        torch.testing.assert_close(mean_loss, single[0], rtol=1e-6, atol=0)
-        torch.testing.assert_close(audio_grad, single[1], rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(torch.cat([r[2] for r in ranks]) / 2, single[2], rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(scale_grad, single[3], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(mean_loss, single[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(audio_grad, single[1], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(torch.cat([r[2] for r in ranks]) / 2, single[2], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(scale_grad, single[3], rtol=1e-4, atol=1e-6)
     else:  # in-rank negatives only: a different (easier) objective
         assert mean_loss < single[0] - 0.1

@@ -125,7 +125,7 @@ def test_two_process_sinkhorn_equals_one_process_on_the_global_batch(tmp_path):
     full_loss = swav_loss(full, full_codes)
     full_loss.backward()
     for i in range(2):
-        torch.testing.assert_close(torch.cat([r[0][i] for r in results]), full_codes[i], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(torch.cat([r[0][i] for r in results]), full_codes[i], rtol=1e-4, atol=1e-6)
     # each rank's loss is its local mean; DDP averages over ranks, which gives the global mean and its gradient
     assert torch.stack([r[1] for r in results]).mean().item() == pytest.approx(full_loss.item(), rel=1e-6)
     for i in range(4):
