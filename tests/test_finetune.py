@@ -61,9 +61,20 @@ def test_linear_probe_trains_only_the_head_and_keeps_bn_statistics(pretrained):
 def test_finetune_trains_the_encoder_but_not_the_ssl_heads(pretrained):
     model = FineTuner(str(pretrained), num_classes=10, mode="finetune", head="mlp", lr=0.01)
     encoder, projector = snapshot(model.encoder), snapshot(model.backbone.projector)
-    fit(model)
+    modes = []
+
+    class Modes(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            modes.append((pl_module.encoder.training, pl_module.backbone.projector.training))
+
+    fit(model, callbacks=[Modes()])
     assert changed(encoder, model.encoder)
     assert not changed(projector, model.backbone.projector)
+    # from_pretrained hands out the model in eval mode and Lightning keeps modules' modes: the encoder must be put in
+    # train mode (BN batch statistics, dropout), the unused SSL heads stay in eval mode
+    assert modes and all(m == (True, False) for m in modes)
+    bn = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.equal(bn.running_mean, encoder[next(k for k in encoder if k.endswith("running_mean"))])
 
 
 def test_freeze_then_unfreeze_switches_at_its_epoch(pretrained):

@@ -139,7 +139,12 @@ class FineTuner(L.LightningModule):
             if not self._encoder_trains:
                 self._encoder_trains = True
                 self._set_encoder_trainable(True)
-                self.encoder.train()
+        # Lightning keeps each module's train/eval mode as it finds it, and from_pretrained hands out the model in
+        # eval mode: set the modes for this epoch (a trained encoder needs BN batch statistics and dropout; the SSL
+        # heads and targets never train here)
+        self.backbone.eval()
+        self.encoder.train(self._encoder_trains)
+        self.head.train()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         inputs, labels = self._inputs_and_labels(batch)
