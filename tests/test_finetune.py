@@ -178,3 +178,28 @@ def test_zoo_finetune_with_data_on_the_command_line_and_a_knn_bank_loader(pretra
     out = capsys.readouterr().out
     accuracy = float(out.split("test/acc:")[1].split()[0])
     assert 0.5 < accuracy <= 1.0  # chance is 0.1
+
+
+def test_method_head_is_the_papers_own_strl_head_for_skeleton_mae(tmp_path):
+    import torch.nn.functional as F
+
+    from tests.method_cases import CASES
+    from zoo.encoders.skeleton import STRLHead
+
+    CASES["skeleton_mae"].build().save_pretrained(tmp_path / "mae")
+    model = FineTuner(str(tmp_path / "mae"), num_classes=12, mode="finetune", head="method", head_kwargs={"num_frames": 8})
+    assert isinstance(model.head, STRLHead)
+    batch = CASES["skeleton_mae"].raw_batch(4, 0)
+    model.train()
+    logits = model(batch["skeleton"])
+    assert logits.shape == (4, 12)
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    assert all(p.grad is None for p in model.backbone.decoder_mlp.parameters())  # the MAE decoder never trains
+    with pytest.raises(ValueError, match="needs num_frames"):
+        FineTuner(str(tmp_path / "mae"), num_classes=12, head="method")
+
+
+def test_a_method_without_its_own_head_says_so(pretrained):
+    with pytest.raises(ValueError, match="no fine-tuning head of its own"):
+        FineTuner(str(pretrained), num_classes=10, head="method")

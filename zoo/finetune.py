@@ -31,6 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from zoo.methods.base import warmup_cosine_factor
 
 MODES = ("linear", "finetune", "freeze_then_unfreeze")
+HEADS = ("linear", "mlp", "method")
 
 
 class FineTuner(L.LightningModule):
@@ -43,6 +44,7 @@ class FineTuner(L.LightningModule):
         mode: str = "linear",
         head: str = "linear",
         head_hidden_dim: int = 512,
+        head_kwargs: dict[str, Any] | None = None,
         optimizer: str = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 0.05,
@@ -58,7 +60,9 @@ class FineTuner(L.LightningModule):
             pretrained: a Hub folder (``checkpoints/<name>``), a Hub repo id, or a ``zoo fit`` Lightning checkpoint.
             num_classes: classes of the labelled data (the CLI links it from the datamodule).
             mode: ``linear`` | ``finetune`` | ``freeze_then_unfreeze``.
-            head: ``linear`` (BN without affine → Linear, MAE's probe) or ``mlp`` (Linear → BN → ReLU → Linear).
+            head: ``linear`` (BN without affine → Linear, MAE's probe), ``mlp`` (Linear → BN → ReLU → Linear), or
+                ``method``: the method paper's own head (``task_head``; SkeletonMAE: STRL on per-joint features).
+            head_kwargs: arguments of the ``method`` head (STRL: ``num_frames``, ``hidden_dim``, ``num_layers``).
             optimizer, lr, weight_decay: timm optimizer for the head (and encoder when it trains); cosine schedule.
             encoder_lr_scale: encoder lr as a fraction of ``lr`` when it trains.
             layer_decay: layer-wise lr decay of the encoder (1.0 = off); needs a timm backbone.
@@ -70,8 +74,8 @@ class FineTuner(L.LightningModule):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown fine-tuning mode {mode!r}; choose one of {', '.join(MODES)}")
-        if head not in ("linear", "mlp"):
-            raise ValueError(f"unknown head {head!r}; choose linear or mlp")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
         if num_classes is None or num_classes < 2:
             raise ValueError(f"FineTuner needs labelled data with >= 2 classes, got num_classes={num_classes}")
         if not 0 < layer_decay <= 1 or lr <= 0:
@@ -79,12 +83,15 @@ class FineTuner(L.LightningModule):
         self.save_hyperparameters()
         self.backbone = load_pretrained(pretrained)
         self.input_key = type(self.backbone).input_key
-        feature_dim = self._feature_dim()
-        if head == "linear":
+        if head == "method":  # the paper's own head, e.g. SkeletonMAE's STRL head on per-joint features
+            self.head: nn.Module = self.backbone.task_head(num_classes, **(head_kwargs or {}))
+        elif head == "linear":
+            feature_dim = self._feature_dim()
             # BN without affine before the classifier (MAE §A.2): normalises the frozen features' scale, so one lr
             # suits every encoder; it is a linear map at inference, so the probe stays linear
-            self.head: nn.Module = nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False), nn.Linear(feature_dim, num_classes))
+            self.head = nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False), nn.Linear(feature_dim, num_classes))
         else:
+            feature_dim = self._feature_dim()
             self.head = nn.Sequential(
                 nn.Linear(feature_dim, head_hidden_dim), nn.BatchNorm1d(head_hidden_dim), nn.ReLU(inplace=True),
                 nn.Linear(head_hidden_dim, num_classes),
@@ -117,15 +124,19 @@ class FineTuner(L.LightningModule):
         self.backbone.requires_grad_(False)
         self.encoder.requires_grad_(trainable)
 
-    def features(self, inputs: Tensor) -> Tensor:
+    def features(self, inputs: Tensor) -> Any:
+        extract = self.backbone.task_features if self.hparams.head == "method" else self.backbone.embed
         if self._encoder_trains:
-            return self.backbone.embed(inputs)
+            return extract(inputs)
         self.encoder.eval()  # frozen encoder: BN/dropout in inference mode, whatever Lightning's train() did
         with torch.no_grad():
-            return self.backbone.embed(inputs)
+            return extract(inputs)
 
     def forward(self, inputs: Tensor) -> Tensor:
-        return self.head(self.features(inputs).float())
+        features = self.features(inputs)
+        if isinstance(features, tuple):
+            return self.head(*features)
+        return self.head(features.float())
 
     # ---- steps --------------------------------------------------------------------------------------------------
     def _inputs_and_labels(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:

@@ -119,6 +119,15 @@ class SSLMethod(HubMixin, L.LightningModule):
         """One training step's self-supervised loss on a batch (views already on the device)."""
         raise NotImplementedError
 
+    def task_features(self, inputs: Tensor) -> Any:
+        """What the method's own fine-tuning head reads (:meth:`task_head`); ``embed(inputs)`` by default."""
+        return self.embed(inputs)
+
+    def task_head(self, num_classes: int, **kwargs: Any) -> torch.nn.Module:
+        """The method paper's own fine-tuning head on :meth:`task_features` (``FineTuner(head="method")``); a
+        tuple of task features is passed to it unpacked. Methods without one raise."""
+        raise ValueError(f"{type(self).__name__} has no fine-tuning head of its own; use head 'linear' or 'mlp'")
+
     def embedding_encoder(self) -> torch.nn.Module:
         """The network ``embed`` runs: what a fine-tune trains. ``self.encoder`` by default; methods that evaluate
         their EMA target (the JEPAs) return it instead."""

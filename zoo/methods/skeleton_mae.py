@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.encoders.skeleton import SkeletonEncoder, SkeletonEncoderConfig, gin_layer, masked_person_mean
+from zoo.encoders.skeleton import STRLHead, SkeletonEncoder, SkeletonEncoderConfig, gin_layer, masked_person_mean
 from zoo.losses.sce import scaled_cosine_error
 from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.nn.distributed import mean_over_ranks
@@ -150,6 +150,17 @@ class SkeletonMAE(SSLMethod):
         per_frame = encoded.mean(3).reshape(b * m, t, d).transpose(1, 2)  # [B·M, D, T]
         segments = F.adaptive_avg_pool1d(per_frame, self.embed_segments).transpose(1, 2).reshape(b, m, -1)
         return masked_person_mean(segments, present)
+
+    def task_features(self, skeletons: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-joint encoder features ``[B, M, T, V, D]`` and the present-person mask ``[B, M]``: the STRL head's input."""
+        return self.encoder(skeletons)
+
+    def task_head(self, num_classes: int, **kwargs: Any) -> nn.Module:
+        """SkeletonMAE's fine-tuning head (STRL, :class:`~zoo.encoders.skeleton.STRLHead`); ``num_frames`` (the
+        datamodule's) is required, ``hidden_dim``, ``num_layers``, ``temporal_kernel`` optional (paper: 3 layers)."""
+        if "num_frames" not in kwargs:
+            raise ValueError("the STRL head needs num_frames (the datamodule's), e.g. head_kwargs={'num_frames': 64}")
+        return STRLHead(self.encoder.num_features, num_classes, **kwargs)
 
     def embed(self, skeletons: Tensor) -> Tensor:
         encoded, present = self.encoder(skeletons)
