@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install zoo, train SimCLR on Fashion-MNIST (CPU, ~10 min), evaluate, export, reload
-#   make test   create .venv, install zoo with its test extras, run the test suite (~5.5 min)
+#   make test   create .venv, install zoo with its test extras, run the test suite (~6 min)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
