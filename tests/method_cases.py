@@ -71,7 +71,8 @@ def _skeleton_masks(model: Any, n: int, seed: int) -> dict[str, Any]:
     return {**batch, "mask": model.make_mask(n, torch.device("cpu"), torch.Generator().manual_seed(seed))}
 
 
-def _audio(n: int, seed: int) -> dict[str, Any]:
+def audio_batch(n: int = 4, seed: int = 0) -> dict[str, Any]:
+    """Clips of noise with paired captions (and second captions), as AudioTextDataModule yields them."""
     g = torch.Generator().manual_seed(seed)
     return {
         "audio": torch.randn(n, 4000, generator=g) * 0.1, "audio_length": torch.full((n,), 4000),
@@ -80,7 +81,7 @@ def _audio(n: int, seed: int) -> dict[str, Any]:
 
 
 def _audio_views(model: Any, n: int, seed: int) -> dict[str, Any]:
-    b = _audio(n, seed)
+    b = audio_batch(n, seed)
     return {"views": {"audio": model.make_audio_views(b["audio"], b["audio_length"]), "text": model.make_text_views(b["caption"], b["caption2"])}}
 
 
@@ -126,8 +127,8 @@ CASES: dict[str, MethodCase] = {
         "skeleton_mae", {"encoder": {"hidden_dim": 8, "num_layers": 2}, "mask_strategy": "random_parts", "num_mask_parts": 2, **SGD},
         _skeletons, _skeleton_masks,
     ),
-    "slap": MethodCase("slap", {**SLAP_TINY, "ema_tau_base": 0.9, **SGD}, _audio, _audio_views),
-    "slap_infonce": MethodCase("slap", {**SLAP_TINY, "loss": "infonce", **SGD}, _audio, _audio_views),
+    "slap": MethodCase("slap", {**SLAP_TINY, "ema_tau_base": 0.9, **SGD}, audio_batch, _audio_views),
+    "slap_infonce": MethodCase("slap", {**SLAP_TINY, "loss": "infonce", **SGD}, audio_batch, _audio_views),
 }
 
 

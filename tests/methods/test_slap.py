@@ -9,28 +9,17 @@ import pytest
 import torch
 
 import zoo
+from tests.method_cases import CAPTIONS, audio_batch
+from tests.method_cases import SLAP_TINY as TINY
 from zoo.cli import main
 from zoo.data.music_captions import build
 from zoo.losses.clip import symmetric_info_nce
 from zoo.losses.slap import slap_loss
 from zoo.methods.slap import SLAP
-from zoo.nn.tokenizers import build_vocabulary
 
 REPO = Path(__file__).resolve().parents[2]
-CAPTIONS = ["a fast loud piano melody", "a slow soft organ tune", "quick bright strings", "gentle low flute"]
-TINY = dict(
-    audio_encoder={"channels": [4, 8], "log_mel": {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 16}},
-    text_encoder={"dim": 16, "depth": 1, "heads": 2, "max_length": 12, "dropout": 0.0},
-    projector_dim=16, predictor_hidden_dim=32, crop_seconds=0.25, vocabulary=build_vocabulary(CAPTIONS),
-)  # fmt: skip
-
-
-def batch(n=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "audio": torch.randn(n, 4000, generator=g) * 0.1, "audio_length": torch.full((n,), 4000),
-        "caption": [CAPTIONS[i % 4] for i in range(n)], "caption2": [CAPTIONS[(i + 1) % 4] for i in range(n)],
-    }  # fmt: skip
+# SLAP's tiny configuration, captions and batches are those of the cross-method tests
+batch = audio_batch
 
 
 def test_ssl_step_is_the_slap_loss_of_online_predictions_and_target_projections():
