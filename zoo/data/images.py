@@ -1,8 +1,9 @@
-"""Small grayscale image datasets held in memory: IDX files (Fashion-MNIST, MNIST, KMNIST, ...) and sklearn digits.
+"""Fixed-size image datasets held in memory: IDX files (Fashion-MNIST, MNIST, KMNIST, ...), sklearn digits, and the
+standard RGB sets CIFAR-10/100 and STL-10 (:mod:`zoo.data.rgb_sets`).
 
 Samples are raw ``uint8`` images; augmentation and float conversion happen on the device (see
-:class:`zoo.data.base.ZooDataModule`). Nothing is downloaded: IDX files are read from disk, ``digits`` ships with
-scikit-learn.
+:class:`zoo.data.base.ZooDataModule`). Nothing is downloaded: IDX, CIFAR and STL-10 files are read from disk,
+``digits`` ships with scikit-learn.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.pseudo_labels import PseudoClassBatchSampler, PseudoLabelConfig, cached_pseudo_labels, resolve_pseudo_label_config
+from zoo.data.rgb_sets import CIFAR_LAYOUTS, cifar_class_names, load_cifar, load_stl10, stl10_class_names
 
 # --------------------------------------------------------------------------------------------------------------------
 # IDX files
@@ -240,29 +242,40 @@ def load_digits_dataset(test_fraction: float = 0.2, seed: int = 0) -> dict[str, 
 
 
 class ImageTensorDataset(Dataset):
-    """In-memory images (``uint8 [N, C, H, W]``) and labels (``int64 [N]``); samples are dicts.
+    """In-memory images (``uint8 [N, C, H, W]``, any strides) and labels (``int64 [N]``); samples are dicts.
 
-    ``__getitems__`` returns a whole collated batch (one fancy-index per batch instead of N item fetches); use
-    :func:`collate_batch` as the DataLoader's ``collate_fn``.
+    ``labels=None`` (an unlabelled split such as STL-10's) gives samples without a ``"label"`` key, so nothing
+    downstream trains or scores on made-up labels. ``__getitems__`` returns a whole collated batch (one fancy-index
+    per batch instead of N item fetches); use :func:`collate_batch` as the DataLoader's ``collate_fn``.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
+    def __init__(self, images: Tensor, labels: Tensor | None) -> None:
         if images.ndim != 4 or images.dtype != torch.uint8:
             raise DataError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
-        if labels.shape != (images.shape[0],):
+        if labels is not None and labels.shape != (images.shape[0],):
             raise DataError(f"labels must be [N={images.shape[0]}], got {tuple(labels.shape)}")
         self.images = images
-        self.labels = labels.long()
+        self.labels = None if labels is None else labels.long()
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return {"image": self.images[index], "label": self.labels[index]}
+        if self.labels is None:
+            return {"image": self.images[index].contiguous()}
+        return {"image": self.images[index].contiguous(), "label": self.labels[index]}
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"image": self.images[idx], "label": self.labels[idx]}
+        if self.labels is None:
+            return {"image": self.images[idx].contiguous()}
+        return {"image": self.images[idx].contiguous(), "label": self.labels[idx]}
+
+
+def _nchw(images: np.ndarray) -> Tensor:
+    """uint8 ``[N, H, W]`` (grayscale) or ``[N, C, H, W]`` as a ``[N, C, H, W]`` tensor sharing memory when it can."""
+    array = np.ascontiguousarray(images)
+    return torch.from_numpy(array).unsqueeze(1) if array.ndim == 3 else torch.from_numpy(array)
 
 
 def collate_batch(batch: Any) -> Any:
@@ -273,22 +286,32 @@ def collate_batch(batch: Any) -> Any:
 
 
 class ImageDataModule(ZooDataModule):
-    """Fashion-MNIST / MNIST / any IDX folder / sklearn digits, in memory, as raw uint8 batches.
+    """Fashion-MNIST / MNIST / any IDX folder / sklearn digits / CIFAR-10 / CIFAR-100 / STL-10, in memory, as raw
+    uint8 batches.
 
-    Batches: ``{"image": uint8 [B, 1, H, W], "label": int64 [B]}`` (no augmentation, no float conversion).
+    Batches: ``{"image": uint8 [B, C, H, W], "label": int64 [B]}`` (C = 1 for IDX and digits, 3 for CIFAR and
+    STL-10; no augmentation, no float conversion).
     Splits: ``val_size`` images held out of the train files by a ``seed``-ed permutation; ``train`` is the rest
     (in permuted order, optionally cut to its first ``train_subset``); ``knn_bank`` is the first ``knn_bank_size``
     images of ``train`` (all of them if fewer); ``test`` is the test files (for ``digits``, a fixed stratified 20%
     split, independent of ``seed``).
+
+    ``stl10-unlabeled`` pre-trains on STL-10's 100,000 unlabelled images (memory-mapped, shared by the processes of
+    a machine; train batches carry no ``"label"``, so the online probe stays off) and evaluates on the labelled
+    files: ``val`` is ``val_size`` images of ``train_X.bin`` and ``knn_bank`` the first ``knn_bank_size`` of the rest
+    (in the seeded order); ``train_subset`` keeps the first N unlabelled images.
 
     ``val_dataloader()`` returns ``[knn_bank_loader, val_loader]`` (``[val_loader]`` when ``knn_bank_size == 0``,
     ``[]`` when ``val_size == 0``); ``test_dataloader()`` likewise with the test split.
 
     Args:
         dataset: ``"fashion-mnist"`` (default folder ``/usr/share/datasets/fashion-mnist``), ``"mnist"`` (IDX, needs
-            ``data_dir``), ``"idx"`` (any MNIST-layout IDX folder given by ``data_dir``) or ``"digits"`` (sklearn;
-            ``data_dir`` is ignored).
-        data_dir: folder holding the four IDX files (each optionally ``.gz``).
+            ``data_dir``), ``"idx"`` (any MNIST-layout IDX folder given by ``data_dir``), ``"digits"`` (sklearn;
+            ``data_dir`` is ignored), ``"cifar10"`` / ``"cifar100"`` (the python pickle batches; CIFAR-100 with its
+            100 fine labels), ``"stl10"`` (5,000 labelled train / 8,000 test images, 96×96) or ``"stl10-unlabeled"``
+            (see above).
+        data_dir: folder holding the four IDX files (each optionally ``.gz``); for CIFAR / STL-10 the unpacked
+            archive's folder (``cifar-10-batches-py``, ``cifar-100-python``, ``stl10_binary``) or its parent.
         batch_size: batch size of every loader.
         num_workers: DataLoader workers (persistent when > 0).
         val_size: images held out of the train files for validation (0: no validation split).
@@ -303,7 +326,15 @@ class ImageDataModule(ZooDataModule):
             Under DDP, set ``trainer.use_distributed_sampler: false`` (the sampler slices each global batch itself).
     """
 
-    DATASETS = ("fashion-mnist", "mnist", "idx", "digits")
+    DATASETS = ("fashion-mnist", "mnist", "idx", "digits", "cifar10", "cifar100", "stl10", "stl10-unlabeled")
+    #: dataset -> (C, H, W) of the fixed-size sets
+    SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "stl10": (3, 96, 96), "stl10-unlabeled": (3, 96, 96)}
+    _RGB_ARCHIVES = {
+        "cifar10": "cifar-10-batches-py (data_batch_1..5, test_batch)",
+        "cifar100": "cifar-100-python (train, test, meta)",
+        "stl10": "stl10_binary (train_X.bin, train_y.bin, test_X.bin, test_y.bin)",
+        "stl10-unlabeled": "stl10_binary (train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin)",
+    }
 
     def __init__(
         self,
@@ -328,6 +359,11 @@ class ImageDataModule(ZooDataModule):
             raise DataError(
                 f"dataset={name!r} needs data_dir= a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                 "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz)"
+            )
+        if name in self._RGB_ARCHIVES and data_dir is None:
+            raise DataError(
+                f"dataset={name!r} needs data_dir= the unpacked {self._RGB_ARCHIVES[name]} folder or its parent; "
+                "zoo reads the files you already have and never downloads"
             )
         for arg, value, minimum in (
             ("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("val_size", val_size, 0),
@@ -360,7 +396,10 @@ class ImageDataModule(ZooDataModule):
 
     @property
     def num_classes(self) -> int:
-        """10 for fashion-mnist / mnist / digits; for ``idx``, max label + 1 (reads the label files if not set up)."""
+        """100 for cifar100, 10 for the other named sets; for ``idx``, max label + 1 (reads the label files if not set
+        up)."""
+        if self.dataset == "cifar100":
+            return 100
         if self.dataset != "idx":
             return 10
         if self._num_classes is None:
@@ -378,8 +417,8 @@ class ImageDataModule(ZooDataModule):
         """(C, H, W) of the images; reads only the train images' IDX header when not set up yet."""
         if self._datasets is not None:
             return tuple(self._datasets["test"].images.shape[1:])  # type: ignore[return-value]
-        if self.dataset == "digits":
-            return (1, 8, 8)
+        if self.dataset in self.SHAPES:
+            return self.SHAPES[self.dataset]
         if self.dataset == "fashion-mnist" and self.data_dir == Path(FASHION_MNIST_DIR):
             return (1, 28, 28)
         assert self.data_dir is not None
@@ -391,7 +430,13 @@ class ImageDataModule(ZooDataModule):
 
     @property
     def class_names(self) -> list[str] | None:
-        """Human-readable class names, or ``None`` when unknown (``idx``)."""
+        """Human-readable class names, or ``None`` when unknown (``idx``; CIFAR-100 without its ``meta`` file)."""
+        if self.dataset in CIFAR_LAYOUTS:
+            assert self.data_dir is not None
+            return cifar_class_names(self.dataset, self.data_dir)
+        if self.dataset.startswith("stl10"):
+            assert self.data_dir is not None
+            return stl10_class_names(self.data_dir)
         if self.dataset == "fashion-mnist":
             return list(FASHION_MNIST_CLASSES)
         if self.dataset in ("mnist", "digits"):
@@ -405,8 +450,15 @@ class ImageDataModule(ZooDataModule):
         """Load all splits into memory (once; later calls do nothing)."""
         if self._datasets is not None:
             return
+        raw: dict[str, Any]
         if self.dataset == "digits":
             raw = load_digits_dataset()
+        elif self.dataset in CIFAR_LAYOUTS:
+            assert self.data_dir is not None
+            raw = load_cifar(self.dataset, self.data_dir)
+        elif self.dataset.startswith("stl10"):
+            assert self.data_dir is not None
+            raw = load_stl10(self.data_dir, unlabeled=self.dataset == "stl10-unlabeled")
         else:
             assert self.data_dir is not None
             raw = load_idx_dataset(self.data_dir)
@@ -419,7 +471,7 @@ class ImageDataModule(ZooDataModule):
             )
         perm = np.random.default_rng(self.seed).permutation(n)
         val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
-        if self.train_subset is not None:
+        if self.train_subset is not None and "unlabeled" not in raw:
             train_idx = train_idx[: self.train_subset]
         self._indices = {
             "train": train_idx,
@@ -427,7 +479,7 @@ class ImageDataModule(ZooDataModule):
             "knn_bank": train_idx[: self.knn_bank_size],
             "test": np.arange(len(raw["test"][0])),
         }
-        all_images = torch.from_numpy(np.ascontiguousarray(train_images)).unsqueeze(1)  # [N, 1, H, W]
+        all_images = _nchw(train_images)
         all_labels = torch.from_numpy(np.ascontiguousarray(train_labels, dtype=np.int64))
         datasets = {}
         for split in ("train", "val"):
@@ -435,10 +487,15 @@ class ImageDataModule(ZooDataModule):
             datasets[split] = ImageTensorDataset(all_images[idx], all_labels[idx])
         bank = len(self._indices["knn_bank"])  # a view onto the train split's first rows
         datasets["knn_bank"] = ImageTensorDataset(datasets["train"].images[:bank], datasets["train"].labels[:bank])
+        if "unlabeled" in raw:
+            # pre-training reads the unlabelled images in place (a view onto the memory map: no copy, no labels);
+            # the labelled train files feed val and the kNN bank only
+            unlabeled = raw["unlabeled"][: self.train_subset]
+            self._indices["train"] = np.arange(len(unlabeled))
+            datasets["train"] = ImageTensorDataset(torch.from_numpy(unlabeled), None)
         test_images, test_labels = raw["test"]
         datasets["test"] = ImageTensorDataset(
-            torch.from_numpy(np.ascontiguousarray(test_images)).unsqueeze(1),
-            torch.from_numpy(np.ascontiguousarray(test_labels, dtype=np.int64)),
+            _nchw(test_images), torch.from_numpy(np.ascontiguousarray(test_labels, dtype=np.int64))
         )
         self._datasets = datasets
 
@@ -451,12 +508,15 @@ class ImageDataModule(ZooDataModule):
         return self._datasets[split]
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 images [N, C, H, W], int64 labels [N]) of ``"train" | "val" | "test" | "knn_bank"`` (copies)."""
+        """(uint8 images [N, C, H, W], int64 labels [N]) of ``"train" | "val" | "test" | "knn_bank"`` (copies;
+        labels -1 for an unlabelled split)."""
         ds = self._dataset(split)
-        return ds.images.numpy().copy(), ds.labels.numpy().copy()
+        labels = np.full(len(ds), -1, dtype=np.int64) if ds.labels is None else ds.labels.numpy().copy()
+        return np.array(ds.images.numpy(), order="C"), labels
 
     def split_indices(self, split: str) -> np.ndarray:
-        """Row indices of ``split`` into the train files (``train``, ``val``, ``knn_bank``) or the test files."""
+        """Row indices of ``split`` into the train files (``train``, ``val``, ``knn_bank``) or the test files
+        (``stl10-unlabeled``'s ``train``: into ``unlabeled_X.bin``)."""
         self._dataset(split)
         return self._indices[split].copy()
 
