@@ -313,8 +313,8 @@ def test_val_size_too_large(idx_dir: Path) -> None:
 
 
 def test_unknown_dataset() -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'cifar10'.*fashion-mnist, mnist, idx, digits"):
-        ImageDataModule(dataset="cifar10")
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'.*fashion-mnist, mnist, idx, digits, cifar10, cifar100, stl10"):
+        ImageDataModule(dataset="svhn")
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "idx"])
