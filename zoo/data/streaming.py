@@ -168,39 +168,76 @@ def resolve_source(source: str, data_dir: str | None = None, split: str = "train
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class _EncodeSample:
-    """litdata's ``fn``: source item ``i`` → ``{"image": bytes, "label", "index"}`` (files are checked to decode)."""
+def _decode_problem(path: Path) -> str | None:
+    try:
+        decode_image(path.read_bytes(), source=str(path))
+    except (DataError, OSError) as e:
+        return str(e)
+    return None
 
-    def __init__(self, source: ImageSource, check: bool) -> None:
+
+def check_files(source: ImageSource, num_workers: int = 1, on_bad_file: str = "error") -> tuple[ImageSource, list[str]]:
+    """Decode every file of ``source`` (``num_workers`` processes). ``error``: the first bad file raises, named;
+    ``skip``: returns the source without the bad files and their ``"path: why"`` lines."""
+    if on_bad_file not in ("error", "skip"):
+        raise DataError(f"on_bad_file must be error or skip, got {on_bad_file!r}")
+    if source.paths is None:
+        return source, []
+    if num_workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork" if os.name == "posix" else None).Pool(num_workers) as pool:
+            problems = pool.map(_decode_problem, source.paths, chunksize=64)
+    else:
+        problems = [_decode_problem(p) for p in source.paths]
+    bad = [i for i, problem in enumerate(problems) if problem is not None]
+    if bad and on_bad_file == "error":
+        raise DataError(f"{problems[bad[0]]} ({len(bad)} bad files in all; --on-bad-file skip leaves them out)")
+    keep = np.setdiff1d(np.arange(len(source)), bad)
+    kept = ImageSource(
+        labels=source.labels[keep], classes=source.classes, paths=[source.paths[i] for i in keep], ignored=source.ignored
+    )
+    return kept, [problems[i] for i in bad]  # type: ignore[misc]
+
+
+class _EncodeSample:
+    """litdata's ``fn``: source item ``i`` → ``{"image": bytes, "label", "index"}`` (files as stored, arrays as PNG)."""
+
+    def __init__(self, source: ImageSource) -> None:
         self.source = source
-        self.check = check
 
     def __call__(self, i: int) -> dict[str, Any]:
         source = self.source
         if source.arrays is not None:
-            from torchvision.io import encode_png
             import torch
+            from torchvision.io import encode_png
 
-            data = bytes(encode_png(torch.from_numpy(np.ascontiguousarray(source.arrays[i]))).numpy().tobytes())
+            data = encode_png(torch.from_numpy(np.ascontiguousarray(source.arrays[i]))).numpy().tobytes()
         else:
             data = source.paths[i].read_bytes()
-            if self.check:
-                decode_image(data, source=str(source.paths[i]))  # a bad file stops the run, named
         return {"image": data, "label": int(source.labels[i]), "index": int(i)}
 
 
-def optimize_images(
-    source: ImageSource, output_dir: str, num_workers: int = 1, chunk_bytes: str = "64MB", check: bool = True
-) -> str:
+def check_output_dir(output_dir: str) -> Path:
+    """A local ``output_dir`` as an absolute path, if it does not exist or is empty (URLs: ``Path(output_dir)``)."""
+    out = Path(output_dir).expanduser().absolute()
+    if not _is_url(output_dir) and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} already exists and is not empty; give a new folder (nothing was written)")
+    return out
+
+
+def optimize_images(source: ImageSource, output_dir: str, num_workers: int = 1, chunk_bytes: str = "64MB") -> str:
     """Write ``source`` as litdata shards into ``output_dir`` (a new local folder, or a URL litdata can write).
 
-    A local ``output_dir`` must not exist or be empty: the shards are written into a temporary sibling folder and
-    moved into place when complete, so a failed run leaves nothing half-written and never touches existing files.
+    Check the files first (:func:`check_files`): a file that fails to decode inside litdata's workers stops the run
+    with litdata's traceback. A local ``output_dir`` must not exist or be empty: the shards are written into a
+    temporary sibling folder and moved into place when complete, so a failed run leaves nothing half-written and
+    never touches existing files.
     """
     litdata = _litdata()
     if len(source) == 0:
         raise DataError("the source holds no images")
-    fn = _EncodeSample(source, check)
+    fn = _EncodeSample(source)
     kwargs = dict(
         fn=fn, inputs=list(range(len(source))), chunk_bytes=chunk_bytes, num_workers=max(1, num_workers),
         reorder_files=False, start_method="fork" if os.name == "posix" else None, verbose=False,
@@ -208,9 +245,7 @@ def optimize_images(
     if _is_url(output_dir):
         litdata.optimize(output_dir=output_dir, **kwargs)
         return output_dir
-    out = Path(output_dir).expanduser().absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} already exists and is not empty; give a new folder (nothing was written)")
+    out = check_output_dir(output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
