@@ -160,7 +160,8 @@ class FineTuner(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         inputs, labels = self._inputs_and_labels(batch)
         if self.views is not None:
-            inputs = self.views(inputs, torch.Generator(inputs.device).manual_seed(self.global_step))
+            sizes = batch.get("image_size") if isinstance(batch, dict) else None  # padded images of mixed sizes
+            inputs = self.views(inputs, torch.Generator(inputs.device).manual_seed(self.global_step), sizes)
         logits = self(inputs)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         self.metrics["train_acc"](logits, labels)

@@ -176,8 +176,8 @@ def _uniform(shape: tuple[int, ...], lo: float, hi: float, generator: torch.Gene
 
 def _sample_crop_boxes(
     batch: int,
-    height: int,
-    width: int,
+    height: int | Tensor,
+    width: int | Tensor,
     scale: tuple[float, float],
     ratio: tuple[float, float],
     generator: torch.Generator,
@@ -185,33 +185,32 @@ def _sample_crop_boxes(
 ) -> Tensor:
     """Per-sample RandomResizedCrop boxes ``[B, 4]`` = (x0, y0, w, h) in input pixels (continuous, not rounded).
 
-    Vectorised torchvision sampling: ``_CROP_ATTEMPTS`` candidates per sample with area fraction ~ U(scale) and
-    log aspect ratio ~ U(log ratio); the first candidate that fits the image wins. Samples with no fitting
-    candidate fall back to torchvision's central crop: the ratio clamped to the range, the largest such box.
-    The offset is uniform over the positions that keep the box inside the image.
+    ``height`` and ``width`` are the image size, or each sample's valid size (``[B]`` tensors) when the images of a
+    padded batch differ: every box lies inside its own image. Vectorised torchvision sampling: ``_CROP_ATTEMPTS``
+    candidates per sample with area fraction ~ U(scale) and log aspect ratio ~ U(log ratio); the first candidate that
+    fits the image wins. Samples with no fitting candidate fall back to torchvision's central crop: the ratio clamped
+    to the range, the largest such box. The offset is uniform over the positions that keep the box inside the image.
     """
-    area = float(height * width)
+    height = torch.as_tensor(height, device=device, dtype=torch.float32).expand(batch)
+    width = torch.as_tensor(width, device=device, dtype=torch.float32).expand(batch)
+    area = (height * width)[:, None]
     shape = (batch, _CROP_ATTEMPTS)
     target_area = area * _uniform(shape, scale[0], scale[1], generator, device)
     aspect = torch.exp(_uniform(shape, math.log(ratio[0]), math.log(ratio[1]), generator, device))
     cand_w = torch.sqrt(target_area * aspect)
     cand_h = torch.sqrt(target_area / aspect)
     eps = 1e-4  # float slack so that e.g. scale = ratio = 1 on a square image fits exactly
-    fits = (cand_w <= width + eps) & (cand_h <= height + eps)
+    fits = (cand_w <= width[:, None] + eps) & (cand_h <= height[:, None] + eps)
     first = fits.int().argmax(dim=1, keepdim=True)  # index of the first fitting candidate (0 if none fits)
-    w = cand_w.gather(1, first).squeeze(1).clamp(max=width)
-    h = cand_h.gather(1, first).squeeze(1).clamp(max=height)
+    w = torch.minimum(cand_w.gather(1, first).squeeze(1), width)
+    h = torch.minimum(cand_h.gather(1, first).squeeze(1), height)
 
     in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fallback_w, fallback_h = float(width), width / ratio[0]
-    elif in_ratio > ratio[1]:
-        fallback_w, fallback_h = height * ratio[1], float(height)
-    else:
-        fallback_w, fallback_h = float(width), float(height)
+    fallback_w = torch.where(in_ratio > ratio[1], height * ratio[1], width)
+    fallback_h = torch.where(in_ratio < ratio[0], width / ratio[0], height)
     any_fits = fits.any(dim=1)
-    w = torch.where(any_fits, w, torch.full_like(w, fallback_w))
-    h = torch.where(any_fits, h, torch.full_like(h, fallback_h))
+    w = torch.where(any_fits, w, fallback_w)
+    h = torch.where(any_fits, h, fallback_h)
 
     offsets = torch.rand((batch, 2), generator=generator, device=device, dtype=torch.float32)
     x0 = offsets[:, 0] * (width - w)
@@ -241,23 +240,49 @@ class _ViewParams:
 # ops
 
 
-def _resized_crop_flip(images: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
-    """Crop each sample's box, resize it to ``size x size`` and mirror the flipped ones: one ``grid_sample``.
+def _resample_weights(start: Tensor, length: Tensor, valid: Tensor, size: int, input_size: int) -> Tensor:
+    """Per-sample resampling matrices ``[B, size, input_size]`` along one axis: output pixel i of sample b is the
+    weighted mean of input pixels j with weight ``weights[b, i, j]``.
 
-    The affine map takes output coordinates u in [-1, 1] (align_corners=False convention) to input coordinates
-    ``±(w/W) * u + t``; the flip is the sign of the x scale. Bilinear, no antialiasing (unlike torchvision's
-    tensor Resize), so strong downscaling aliases somewhat.
+    The box ``[start, start + length)`` (input pixels, continuous) maps onto ``size`` output pixels; output pixel i
+    reads around its centre ``c = start + (i + 0.5) * length / size`` with a triangle filter whose radius is the
+    scale ``length / size`` when downscaling (antialiasing: each output pixel averages the input pixels it covers)
+    and 1 when upscaling (bilinear interpolation). Taps outside ``[0, valid)`` (the padding of smaller images in a
+    batch) get no weight, and each row is normalised. This is the filter of PIL's and torch's antialiased bilinear
+    resize (``F.interpolate(..., antialias=True)``), for a box with non-integer corners.
     """
-    batch, channels, height, width = images.shape
+    scale = (length / size)[:, None, None]  # [B, 1, 1] input pixels per output pixel
+    radius = scale.clamp(min=1.0)
+    outputs = torch.arange(size, device=start.device, dtype=torch.float32)[None, :, None]
+    centres = start[:, None, None] + (outputs + 0.5) * scale  # [B, size, 1]
+    taps = torch.arange(input_size, device=start.device, dtype=torch.float32)[None, None, :] + 0.5
+    weights = (1.0 - (taps - centres).abs() / radius).clamp(min=0.0)
+    weights = weights * (taps < valid[:, None, None])
+    return weights / weights.sum(dim=2, keepdim=True).clamp(min=1e-12)
+
+
+def _resized_crop_flip(images: Tensor, boxes: Tensor, flip: Tensor, size: int, valid: Tensor | None = None) -> Tensor:
+    """Crop each sample's box, resize it to ``size x size`` (antialiased when downscaling) and mirror the flipped
+    ones: two batched matmuls with per-sample separable resampling matrices (:func:`_resample_weights`).
+
+    ``valid`` [B, 2] (h, w) marks each image's valid area in a zero-padded batch; the padding never reaches a view.
+    The antialiasing matters for real photos (e.g. a 500 px crop to 224, or 224 to SwAV's 96): plain bilinear
+    sampling reads 2 pixels per output pixel and aliases fine texture into false low frequencies.
+    """
+    batch, _, height, width = images.shape
+    if valid is None:
+        valid_h = torch.full((batch,), float(height), device=images.device)
+        valid_w = torch.full((batch,), float(width), device=images.device)
+    else:
+        valid_h, valid_w = valid.to(device=images.device, dtype=torch.float32).unbind(1)
     x0, y0, w, h = boxes.unbind(1)
-    sign = 1.0 - 2.0 * flip.float()
-    theta = torch.zeros(batch, 2, 3, device=images.device, dtype=torch.float32)
-    theta[:, 0, 0] = sign * w / width
-    theta[:, 0, 2] = (2 * x0 + w) / width - 1
-    theta[:, 1, 1] = h / height
-    theta[:, 1, 2] = (2 * y0 + h) / height - 1
-    grid = F.affine_grid(theta, [batch, channels, size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    rows = _resample_weights(y0, h, valid_h, size, height)  # [B, S, H]
+    cols = _resample_weights(x0, w, valid_w, size, width)  # [B, S, W]
+    cols = torch.where(flip[:, None, None], cols.flip(1), cols)
+    # contract the longer input axis first: the second product is then over the shorter one
+    if width >= height:
+        return rows[:, None] @ (images @ cols[:, None].transpose(-1, -2))
+    return (rows[:, None] @ images) @ cols[:, None].transpose(-1, -2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -399,7 +424,7 @@ def _to_float(images: Tensor) -> Tensor:
 class ImageViews(nn.Module):
     """SimCLR-style view generator (Chen et al. 2020, arXiv 2002.05709, Appendix A).
 
-    Per sample: random resized crop + horizontal flip (one ``grid_sample``), colour jitter in a per-sample random
+    Per sample: random resized crop + horizontal flip (antialiased separable resampling), colour jitter in a per-sample random
     op order with probability ``jitter_prob``, grayscale, Gaussian blur and solarisation (BYOL, arXiv 2006.07733).
     No Python loops over the batch; all randomness comes from the ``generator`` passed to :meth:`forward`, which
     must live on the images' device (use :func:`view_generator`). Everything is computed in float32, autocast or
@@ -417,7 +442,7 @@ class ImageViews(nn.Module):
         return ", ".join(f"{key}={value!r}" for key, value in self.config.items())
 
     def _sample_params(
-        self, batch: int, channels: int, height: int, width: int, generator: torch.Generator
+        self, batch: int, channels: int, height: int | Tensor, width: int | Tensor, generator: torch.Generator
     ) -> _ViewParams:
         """Draw every per-sample parameter, always all of them and in a fixed order (so that e.g. turning blur on
         does not change the crops of the same seed)."""
@@ -446,8 +471,13 @@ class ImageViews(nn.Module):
         solarize = uniform(batch) < cfg["solarize_prob"]
         return _ViewParams(boxes, flip, jitter, factors, order, grayscale, blur, sigma, solarize)
 
-    def forward(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """One random view of each image: ``[B, C, H, W]`` uint8 or [0, 1] float -> float32 ``[B, C, S, S]``."""
+    def forward(self, images: Tensor, generator: torch.Generator, sizes: Tensor | None = None) -> Tensor:
+        """One random view of each image: ``[B, C, H, W]`` uint8 or [0, 1] float -> float32 ``[B, C, S, S]``.
+
+        ``sizes`` (int ``[B, 2]``, the ``"image_size"`` of :func:`zoo.data.image_files.collate_images`) gives each
+        image's valid ``(h, w)`` in a zero-padded batch: its crop is drawn inside that area, with RandomResizedCrop's
+        area and aspect law relative to the image's own size. Such batches need ``output_size`` set.
+        """
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"ImageViews expects [B, C, H, W] images with C in (1, 3), got {tuple(images.shape)}")
         if images.dtype != torch.uint8 and not images.is_floating_point():
@@ -459,14 +489,27 @@ class ImageViews(nn.Module):
             )
         cfg = self.config
         batch, channels, height, width = images.shape
+        valid_h, valid_w = height, width
+        if sizes is not None:
+            if sizes.shape != (batch, 2) or sizes.is_floating_point() or sizes.is_complex():
+                raise ValueError(f"ImageViews: sizes must be integer [B={batch}, 2] (h, w), got {sizes.dtype} {tuple(sizes.shape)}")
+            sizes = sizes.to(images.device)
+            if batch and (bool((sizes < 1).any()) or bool((sizes[:, 0] > height).any()) or bool((sizes[:, 1] > width).any())):
+                raise ValueError(f"ImageViews: sizes must lie in [1, {height}] x [1, {width}] (the padded batch), got {sizes.tolist()}")
+            if cfg["output_size"] is None and batch and not bool((sizes == sizes.new_tensor([height, width])).all()):
+                raise ValueError(
+                    "ImageViews: the images of this batch differ in size; set output_size in the view config (e.g. "
+                    "224) so every view has the same side"
+                )
+            valid_h, valid_w = sizes[:, 0], sizes[:, 1]
         size = cfg["output_size"] or height
         if batch == 0:
             return torch.empty(0, channels, size, size, device=images.device)
 
         with torch.autocast(device_type=images.device.type, enabled=False):
             x = _to_float(images)
-            p = self._sample_params(batch, channels, height, width, generator)
-            x = _resized_crop_flip(x, p.boxes, p.flip, size)
+            p = self._sample_params(batch, channels, valid_h, valid_w, generator)
+            x = _resized_crop_flip(x, p.boxes, p.flip, size, sizes)
 
             strengths = [cfg["brightness"], cfg["contrast"]]
             if channels == 3:

@@ -163,7 +163,9 @@ class SSLMethod(HubMixin, L.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # views are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device)
         if self._trainer is not None and self.trainer.training and isinstance(batch, dict) and self.input_key in batch:
-            views = self.make_views(batch[self.input_key])
+            # images of different sizes arrive zero-padded with their valid (h, w) (zoo.data.image_files)
+            sizes = batch.get("image_size")
+            views = self.make_views(batch[self.input_key]) if sizes is None else self.make_views(batch[self.input_key], sizes)
             if views is not None:
                 batch["views"] = views
         return batch

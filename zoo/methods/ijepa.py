@@ -167,8 +167,8 @@ class IJEPA(MomentumMethod):
         progress = min(1.0, self.trainer.global_step / max(1, int(total))) if math.isfinite(total) else 0.0
         return self.hparams.ema_tau_base + (self.hparams.ema_tau_final - self.hparams.ema_tau_base) * progress
 
-    def make_views(self, images: Tensor) -> list[Tensor]:
-        return [self.views(images, self.view_generator(0))]
+    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
+        return [self.views(images, self.view_generator(0), sizes)]
 
     def make_masks(self, batch_size: int) -> MultiBlockMasks:
         """This batch's multi-block masks, drawn on the device from the batch's seeded generator."""
@@ -181,7 +181,7 @@ class IJEPA(MomentumMethod):
         return batch
 
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        (images,) = batch["views"] if "views" in batch else self.make_views(batch["image"])
+        (images,) = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
         masks: MultiBlockMasks = batch["masks"] if "masks" in batch else self.make_masks(images.shape[0])
         with torch.no_grad():
             patch_features = self.target_encoder(images)

@@ -61,11 +61,11 @@ class SimCLR(SSLMethod):
     def embed(self, images: Tensor) -> Tensor:
         return self.encoder(images)
 
-    def make_views(self, images: Tensor) -> list[Tensor]:
-        return [self.views(images, self.view_generator(i)) for i in range(2)]
+    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
+        return [self.views(images, self.view_generator(i), sizes) for i in range(2)]
 
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        view1, view2 = batch["views"] if "views" in batch else self.make_views(batch["image"])
+        view1, view2 = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
         n = view1.shape[0]
         features = self.encoder(torch.cat([view1, view2]))
         z1, z2 = self.projector(features).split(n)

@@ -109,9 +109,13 @@ class SwAV(SSLMethod):
     def embed(self, images: Tensor) -> Tensor:
         return self.encoder(images)
 
-    def make_views(self, images: Tensor) -> list[Tensor]:
-        large = [self.large_views(images, self.view_generator(i)) for i in range(self.num_large_crops)]
-        small = [self.small_views(images, self.view_generator(self.num_large_crops + i)) for i in range(self.num_small_crops)]
+    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
+        # multi-crop: every crop of a sample comes from the same decoded image, inside its valid area
+        large = [self.large_views(images, self.view_generator(i), sizes) for i in range(self.num_large_crops)]
+        small = [
+            self.small_views(images, self.view_generator(self.num_large_crops + i), sizes)
+            for i in range(self.num_small_crops)
+        ]
         return large + small
 
     # ---- queue --------------------------------------------------------------------------------------------------
@@ -153,7 +157,7 @@ class SwAV(SSLMethod):
 
     # ---- training -----------------------------------------------------------------------------------------------
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        crops = batch["views"] if "views" in batch else self.make_views(batch["image"])
+        crops = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
         n = crops[0].shape[0]
         self.prototypes.normalize()
         # one backbone pass per resolution, then the projector on all crops together (as the reference)
