@@ -285,3 +285,62 @@ def test_stl10_errors(stl_dir, tmp_path: Path) -> None:
         ImageDataModule(dataset="stl10", data_dir=str(tmp_path), val_size=0).setup()
     with pytest.raises(DataError, match="val_size=12 must be smaller than the 12 training images"):
         ImageDataModule(dataset="stl10", data_dir=str(stl_dir[0]), val_size=12).setup()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ImageNet-style folders
+
+
+@pytest.fixture(scope="module")
+def imagenet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(4)
+    for split, per_class in (("train", 3), ("val", 2)):
+        for wnid in ("n01440764", "n02102040", "n03000684"):
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(per_class):
+                size = (20 + 3 * i, 16 + i)  # (w, h): every image its own size
+                Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)).save(
+                    root / split / wnid / f"{wnid}_{i}.JPEG", quality=95
+                )
+    return root
+
+
+def test_imagenet_folders(imagenet_dir: Path) -> None:
+    from zoo.data.imagenet import ImageNetFolderDataModule
+
+    dm = ImageNetFolderDataModule(str(imagenet_dir), batch_size=4, knn_bank_size=4, eval_size=8, max_side=32)
+    assert dm.num_classes == 3 and dm.class_names == ["n01440764", "n02102040", "n03000684"]
+    paths, labels = dm.files("val")
+    assert len(paths) == 6 and all(Path(p).parts[-3] == "val" for p in paths)
+    assert [dm.class_names[y] for y in labels] == [Path(p).parent.name for p in paths]
+    train = next(iter(dm.train_dataloader()))
+    assert train["image"].shape[:2] == (4, 3) and train["image_size"].shape == (4, 2)
+    bank, val = dm.val_dataloader()
+    batch = next(iter(val))
+    assert batch["image"].shape == (4, 3, 8, 8) and batch["label"].tolist() == labels[:4].tolist()
+
+    # ImageNet-100 style: a subset of the class folders, from a list file
+    (imagenet_dir / "subset.txt").write_text("n03000684\nn01440764\n")
+    sub = ImageNetFolderDataModule(str(imagenet_dir), classes=str(imagenet_dir / "subset.txt"), knn_bank_size=0)
+    assert sub.class_names == ["n01440764", "n03000684"]
+    paths, labels = sub.files("train")
+    assert len(paths) == 6 and [sub.class_names[y] for y in labels] == [Path(p).parent.name for p in paths]
+    assert len(sub.files("val")[0]) == 4
+
+
+def test_imagenet_folder_errors(imagenet_dir: Path, tmp_path: Path) -> None:
+    from zoo.data.imagenet import ImageNetFolderDataModule
+
+    with pytest.raises(DataError, match=r"lacks 1 of the 2 class folders.*n09999999"):
+        ImageNetFolderDataModule(str(imagenet_dir), classes=["n01440764", "n09999999"]).setup()
+    (tmp_path / "train" / "n01").mkdir(parents=True)
+    (tmp_path / "train" / "n01" / "a.png").write_bytes((next((imagenet_dir / "train" / "n01440764").iterdir())).read_bytes())
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
+    with pytest.raises(DataError, match=r"val: no class subfolders in the val split.*valprep.sh"):
+        ImageNetFolderDataModule(str(tmp_path)).setup()
+    with pytest.raises(DataError, match=r"nope/train: no such image folder"):
+        ImageNetFolderDataModule(str(tmp_path / "nope")).setup()
