@@ -61,6 +61,23 @@ def test_shards_decode_to_the_stored_pixels(shards: str) -> None:
             assert torch.equal(image, torch.from_numpy(_image(int(i)))) and int(label) == int(i) % 3
 
 
+def test_eval_loaders(shards: str) -> None:
+    dm = StreamingImageDataModule(shards, val_dir=shards, batch_size=5, eval_size=4, knn_bank_size=7)
+    bank, val = dm.val_dataloader()
+    bank_batches = list(bank)
+    assert torch.cat([b["index"] for b in bank_batches]).tolist() == list(range(7))  # the same first samples
+    val_index = torch.cat([b["index"] for b in val])
+    assert sorted(val_index.tolist()) == list(range(N))  # every sample, none dropped
+    first = bank_batches[0]
+    assert first["image"].shape == (5, 3, 4, 4) and (first["image_size"] == 4).all()
+    # the evaluation view: shorter side 5 → round(4 / 0.875) = 5 (antialiased resize), centre 4×4 crop
+    from torchvision.transforms.v2.functional import center_crop, resize
+
+    expected = center_crop(resize(torch.from_numpy(_image(0)), 5, antialias=True), [4, 4])
+    assert torch.equal(first["image"][0], expected)
+    assert StreamingImageDataModule(shards).val_dataloader() == []
+
+
 def _epoch_and_resume(rank: int, world_size: int, shards: str) -> tuple[list, list, list]:
     full = _indices(StreamingImageDataModule(shards, batch_size=4, seed=7).train_dataloader())
     first = StreamingImageDataModule(shards, batch_size=4, seed=7)

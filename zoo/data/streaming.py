@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.image_files import collate_images, decode_image
@@ -266,16 +267,40 @@ def optimize_images(source: ImageSource, output_dir: str, num_workers: int = 1, 
 
 
 class _DecodeSample:
-    """Runs in the loader workers: the stored bytes → ``uint8 [3, H, W]`` (longer side <= ``max_side``)."""
+    """Runs in the loader workers: the stored bytes → ``uint8 [3, H, W]`` (longer side <= ``max_side``), or for
+    evaluation the central ``eval_size`` square after resizing the shorter side to ``eval_size / crop_fraction``
+    (the evaluation view of :class:`~zoo.data.image_files.ImageFileDataset`)."""
 
-    def __init__(self, where: str, max_side: int | None) -> None:
+    def __init__(self, where: str, max_side: int | None, eval_size: int | None = None, crop_fraction: float = 0.875) -> None:
         self.where = where
         self.max_side = max_side
+        self.eval_size = eval_size
+        self.crop_fraction = crop_fraction
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         index = int(sample["index"])
-        image = decode_image(sample["image"], source=f"{self.where} sample {index}", max_side=self.max_side)
+        max_side = None if self.eval_size else self.max_side
+        image = decode_image(sample["image"], source=f"{self.where} sample {index}", max_side=max_side)
+        if self.eval_size:
+            from torchvision.transforms.v2.functional import center_crop, resize
+
+            short = max(self.eval_size, round(self.eval_size / self.crop_fraction))
+            image = center_crop(resize(image, short, antialias=True), [self.eval_size, self.eval_size])
         return {"image": image, "label": int(sample["label"]), "index": index}
+
+
+class _FirstSamples(Dataset):
+    """The first ``n`` samples of a streaming dataset, by index (the kNN bank: the same samples every epoch)."""
+
+    def __init__(self, dataset: Any, n: int) -> None:
+        self.dataset = dataset
+        self.n = min(n, len(dataset))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
 
 
 _LOADER_CLASS: Any = None
@@ -315,18 +340,25 @@ class StreamingImageDataModule(ZooDataModule):
 
     The train order of epoch e is litdata's shuffle of ``(seed, e)`` dealt out to the ranks and workers; the
     loader's position (litdata's state dict, counted in batches the trainer has processed) is saved in every
-    checkpoint. Validation/test come from ``val_dir`` / ``test_dir`` shards when given (unshuffled, every sample).
+    checkpoint. Validation/test come from ``val_dir`` / ``test_dir`` shards when given (unshuffled, every sample,
+    each image resized and centre-cropped to ``eval_size`` in the workers); with labels, the first ``knn_bank_size``
+    train samples fill the kNN bank (``[knn_bank_loader, eval_loader]``, as every zoo datamodule).
 
     Args:
         train_dir: shards of the train split (a folder or a URL such as ``s3://bucket/train``).
         val_dir, test_dir: optional shards of the evaluation splits.
         batch_size: per-rank batch size.
         num_workers: loader workers per rank (they decode).
-        max_side: bound on the stored image's longer side after decoding (aspect kept; None keeps it).
+        max_side: bound on the train image's longer side after decoding (aspect kept; None keeps it).
+        eval_size: side of the evaluation images (shorter side resized to ``eval_size / crop_fraction``, centre crop).
+        crop_fraction: evaluation centre-crop fraction (0.875: 256 → 224).
+        knn_bank_size: train samples in the kNN bank loader (0: none; also none when the shards are unlabelled).
         seed: seed of litdata's shuffle.
         shuffle: shuffle the train split each epoch.
         drop_last: every rank gets the same number of full batches (needed by DDP; litdata drops the remainder).
-        num_classes: classes of the labels (default: from ``classes.json`` beside a local ``train_dir``).
+        num_labels: number of label classes (default: from the ``classes.json`` that ``zoo data optimize`` writes
+            beside a local ``train_dir``; give it for a URL). Not ``num_classes``: that name is the method's, linked
+            from :attr:`num_classes`.
         cache_dir: where litdata caches chunks of a remote dataset (default: litdata's).
         max_cache_size: litdata's cache budget, e.g. ``"50GB"``.
     """
@@ -338,22 +370,28 @@ class StreamingImageDataModule(ZooDataModule):
         test_dir: str | None = None,
         batch_size: int = 256,
         num_workers: int = 0,
-        max_side: int | None = None,
+        max_side: int | None = 512,
+        eval_size: int | None = 224,
+        crop_fraction: float = 0.875,
+        knn_bank_size: int = 10000,
         seed: int = 0,
         shuffle: bool = True,
         drop_last: bool = True,
-        num_classes: int | None = None,
+        num_labels: int | None = None,
         cache_dir: str | None = None,
         max_cache_size: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         _litdata()
-        for arg, value, minimum in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        for arg, value, minimum in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("knn_bank_size", knn_bank_size, 0)):
             if int(value) != value or value < minimum:
                 raise DataError(f"{arg} must be an integer >= {minimum}, got {value!r}")
-        if max_side is not None and (int(max_side) != max_side or max_side < 1):
-            raise DataError(f"max_side must be None or an integer >= 1, got {max_side!r}")
+        for arg, value in (("max_side", max_side), ("eval_size", eval_size)):
+            if value is not None and (int(value) != value or value < 1):
+                raise DataError(f"{arg} must be None or an integer >= 1, got {value!r}")
+        if not 0 < crop_fraction <= 1:
+            raise DataError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
         for arg, where in (("train_dir", train_dir), ("val_dir", val_dir), ("test_dir", test_dir)):
             if where is not None and not _is_url(where) and not (Path(where).expanduser() / "index.json").is_file():
                 raise DataError(
@@ -363,12 +401,17 @@ class StreamingImageDataModule(ZooDataModule):
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.max_side = max_side
+        self.eval_size = eval_size
+        self.crop_fraction = float(crop_fraction)
+        self.knn_bank_size = int(knn_bank_size)
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.cache_dir = cache_dir
         self.max_cache_size = max_cache_size
-        self._num_classes = num_classes
+        if num_labels is not None and (int(num_labels) != num_labels or num_labels < 1):
+            raise DataError(f"num_labels must be None or an integer >= 1, got {num_labels!r}")
+        self._num_classes = num_labels
         self._train_loader: Any = None
         self._loader_state: dict[str, Any] | None = None  # from a checkpoint, for the next train loader
 
@@ -381,7 +424,7 @@ class StreamingImageDataModule(ZooDataModule):
                 self._num_classes = len(classes) if classes else None
         return self._num_classes
 
-    def _dataset(self, where: str, shuffle: bool, drop_last: bool) -> Any:
+    def _dataset(self, where: str, shuffle: bool, drop_last: bool, train: bool = True) -> Any:
         litdata = _litdata()
         kwargs: dict[str, Any] = {}
         if self.cache_dir is not None:
@@ -390,7 +433,7 @@ class StreamingImageDataModule(ZooDataModule):
             kwargs["max_cache_size"] = self.max_cache_size
         return litdata.StreamingDataset(
             where, shuffle=shuffle, drop_last=drop_last, seed=self.seed,
-            transform=_DecodeSample(where, self.max_side), **kwargs,
+            transform=_DecodeSample(where, self.max_side, None if train else self.eval_size, self.crop_fraction), **kwargs,
         )  # fmt: skip
 
     def _loader(self, dataset: Any) -> Any:
@@ -412,7 +455,11 @@ class StreamingImageDataModule(ZooDataModule):
     def _eval_loaders(self, where: str | None) -> list[Any]:
         if where is None:
             return []
-        return [self._loader(self._dataset(where, shuffle=False, drop_last=False))]
+        loaders = [self._loader(self._dataset(where, shuffle=False, drop_last=False, train=False))]
+        if self.knn_bank_size > 0 and self.num_classes is not None:
+            bank = _FirstSamples(self._dataset(self.train_dir, shuffle=False, drop_last=False, train=False), self.knn_bank_size)
+            loaders.insert(0, DataLoader(bank, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_images))
+        return loaders
 
     def val_dataloader(self) -> list[Any]:
         return self._eval_loaders(self.val_dir)
@@ -421,8 +468,8 @@ class StreamingImageDataModule(ZooDataModule):
         return self._eval_loaders(self.test_dir)
 
     def predict_dataloader(self) -> Any:
-        loaders = self._eval_loaders(self.test_dir or self.train_dir)
-        return loaders[0]
+        """The test shards (the train shards when there are none), unshuffled, evaluation-sized."""
+        return self._loader(self._dataset(self.test_dir or self.train_dir, shuffle=False, drop_last=False, train=False))
 
     # ---------------------------------------------------------------------------------------------------------------
     # resume
