@@ -304,7 +304,9 @@ def test_bad_files_error_or_skip_with_one_warning_per_epoch(tmp_path: Path) -> N
         dm.teardown("fit")
     messages = [str(w.message) for w in record if "skipped" in str(w.message)]
     assert len(messages) == 2 and all("skipped 2 unreadable image files" in m and "zero.jpg: empty file" in m for m in messages)
-    assert len(seen) == 16 and "skipped" not in batch
+    assert len(seen) == 20 and "skipped" not in batch  # readable files stood in: every batch kept its size
+    bad = {i for i, p in enumerate(dm.files("train")[0]) if Path(p).name in ("zero.jpg", "trunc.png")}
+    assert len(bad) == 2 and not bad & set(seen)
 
 
 def test_seeded_split_order_and_mid_epoch_resume(tmp_path: Path) -> None:

@@ -224,10 +224,12 @@ def collate_images(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, A
 
     Returns ``{"image": uint8 [B, C, Hmax, Wmax]`` (zero padding at the bottom/right), ``"image_size": int64 [B, 2]``
     (each image's valid ``(h, w)``), ``"label": int64 [B]`` (-1 where unlabelled), ``"index": int64 [B]}``, plus
-    ``"skipped": list[str]`` (``"path: reason"``) when some samples are :class:`BadSample` (they are left out).
+    ``"skipped": list[str]`` (``"path: reason"``) when some samples are :class:`BadSample` (they are left out) or
+    carry a ``"skipped"`` list of their own (files they stand in for).
     """
     good = [s for s in samples if not isinstance(s, BadSample)]
     skipped = [f"{s.path}: {s.reason}" for s in samples if isinstance(s, BadSample)]
+    skipped += [item for s in good for item in s.get("skipped", ())]
     if good:
         channels = {int(s["image"].shape[0]) for s in good}
         if len(channels) != 1:
@@ -400,8 +402,9 @@ class ImageFileDataset(Dataset):
 
     ``eval_size``: resize the shorter side to ``round(eval_size / crop_fraction)`` (antialiased) and take the
     central ``eval_size`` square, the standard deterministic evaluation view (e.g. 256 → 224); None keeps the stored
-    size (bounded by ``max_side``). ``on_bad_file="skip"`` returns a :class:`BadSample` for a file that cannot be read
-    or decoded (:func:`collate_images` leaves it out); ``"error"`` raises the one-line :class:`DataError`.
+    size (bounded by ``max_side``). ``on_bad_file="skip"`` replaces a file that cannot be read or decoded by the next
+    readable one (in dataset order) and lists the bad file under the sample's ``"skipped"``; ``"error"`` raises the
+    one-line :class:`DataError`.
     """
 
     def __init__(
@@ -427,6 +430,20 @@ class ImageFileDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any] | BadSample:
+        skipped: list[str] = []
+        # skip: the next readable file stands in for a bad one, so that batches keep their size (losses gathered
+        # over ranks need equal batches); the bad files travel with the sample, for the per-epoch warning
+        for offset in range(len(self.paths) if self.on_bad_file == "skip" else 1):
+            i = (index + offset) % len(self.paths)
+            sample = self._read(i)
+            if not isinstance(sample, BadSample):
+                if skipped:
+                    sample["skipped"] = skipped
+                return sample
+            skipped.append(f"{sample.path}: {sample.reason}")
+        return BadSample(self.paths[index], "no readable image left in the dataset", int(index))
+
+    def _read(self, index: int) -> dict[str, Any] | BadSample:
         path = self.paths[index]
         try:
             with open(path, "rb") as f:
@@ -486,8 +503,9 @@ class ImageFilesDataModule(ZooDataModule):
         eval_size: side of the evaluation images; None keeps the stored size (only for folders of one image size).
         crop_fraction: evaluation centre-crop fraction (0.875: resize to 256, crop 224).
         channels: 3 (RGB) or 1 (luma; grayscale data such as Fashion-MNIST written out as PNG).
-        on_bad_file: ``"error"`` stops on a file that cannot be decoded, naming it and why; ``"skip"`` leaves it out
-            of its batch (a smaller batch), counts it and warns once per epoch with the count and the first paths.
+        on_bad_file: ``"error"`` stops on a file that cannot be decoded, naming it and why; ``"skip"`` puts the next
+            readable file in its place (batches keep their size), counts it and warns once per epoch with the count
+            and the first paths.
     """
 
     def __init__(
@@ -747,6 +765,7 @@ class ImageFilesDataModule(ZooDataModule):
         if self._skipped is None:
             return
         (key, items), self._skipped = self._skipped, None
+        items = list(dict.fromkeys(items))  # a run of bad files is met from each of their indices
         where = f" in {key[0]} epoch {key[1]}".replace("  ", " ") if key else ""
         shown = "; ".join(items[:3])
         warnings.warn(

@@ -494,12 +494,13 @@ class ImageViews(nn.Module):
             if sizes.shape != (batch, 2) or sizes.is_floating_point() or sizes.is_complex():
                 raise ValueError(f"ImageViews: sizes must be integer [B={batch}, 2] (h, w), got {sizes.dtype} {tuple(sizes.shape)}")
             sizes = sizes.to(images.device)
-            if batch and (bool((sizes < 1).any()) or bool((sizes[:, 0] > height).any()) or bool((sizes[:, 1] > width).any())):
+            limits = sizes.new_tensor([height, width])
+            if batch and bool(((sizes < 1) | (sizes > limits)).any()):  # one host sync per view
                 raise ValueError(f"ImageViews: sizes must lie in [1, {height}] x [1, {width}] (the padded batch), got {sizes.tolist()}")
-            if cfg["output_size"] is None and batch and not bool((sizes == sizes.new_tensor([height, width])).all()):
+            if cfg["output_size"] is None and batch and not bool((sizes == limits).all()):
                 raise ValueError(
                     "ImageViews: the images of this batch differ in size; set output_size in the view config (e.g. "
-                    "224) so every view has the same side"
+                    "224; SwAV: large_crop_size) so every view has the same side"
                 )
             valid_h, valid_w = sizes[:, 0], sizes[:, 1]
         size = cfg["output_size"] or height
