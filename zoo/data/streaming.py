@@ -17,7 +17,6 @@ are collated by :func:`zoo.data.image_files.collate_images`. The loader's positi
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -32,8 +31,6 @@ from torch.utils.data import DataLoader, Dataset
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.image_files import collate_images, decode_image
 
-#: file name endings taken as images when scanning a folder (others are ignored and counted)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 CLASSES_FILE = "classes.json"  # written beside litdata's index.json: class names, for num_classes
 _INSTALL = "litdata is not installed; install the streaming extra: pip install 'zoo[stream]' (or pip install litdata)"
 
@@ -68,61 +65,23 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def describe(self, i: int) -> str:
-        return str(self.paths[i]) if self.paths is not None else f"sample {i}"
 
+def file_source(path: str | Path, root: str | None = None) -> ImageSource:
+    """A folder (class subfolders: labelled by the sorted names; flat: unlabelled) or a ``path[,label]`` list file,
+    read by :mod:`zoo.data.image_files`' scanners."""
+    from zoo.data.image_files import read_file_list, scan_class_folders, scan_flat_folder
 
-def _images_in(folder: Path) -> tuple[list[Path], int]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    return images, len(files) - len(images)
-
-
-def scan_folder(root: str | Path) -> ImageSource:
-    """A folder with one subfolder per class (labels: sorted folder names) or a flat folder of images (unlabelled)."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not subfolders:
-        paths, ignored = _images_in(root)
-        if not paths:
-            raise DataError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the folder ({ignored} other files)")
-        return ImageSource(labels=np.full(len(paths), -1, np.int64), classes=None, paths=paths, ignored=ignored)
-    paths, labels, ignored = [], [], sum(1 for p in root.iterdir() if p.is_file())
-    for label, folder in enumerate(subfolders):
-        images, other = _images_in(folder)
-        if not images:
-            raise DataError(f"{folder}: class folder without image files ({', '.join(IMAGE_SUFFIXES)})")
-        paths += images
-        labels += [label] * len(images)
-        ignored += other
-    return ImageSource(labels=np.asarray(labels, np.int64), classes=[p.name for p in subfolders], paths=paths, ignored=ignored)
-
-
-def read_list(list_file: str | Path, root: str | Path | None = None) -> ImageSource:
-    """A CSV/text list of ``path[,label]`` lines, paths relative to ``root`` (default: the list's folder)."""
-    list_file = Path(list_file).expanduser()
-    base = Path(root).expanduser() if root is not None else list_file.parent
-    paths, labels = [], []
-    with open(list_file, newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), 1):
-            if not row or not row[0].strip() or row[0].startswith("#"):
-                continue
-            if line_no == 1 and row[0].strip().lower() in ("path", "file", "filename"):
-                continue  # a header line
-            path = base / row[0].strip()
-            if not path.is_file():
-                raise DataError(f"{list_file}:{line_no}: {path} does not exist")
-            try:
-                label = int(row[1]) if len(row) > 1 and row[1].strip() else -1
-            except ValueError:
-                raise DataError(f"{list_file}:{line_no}: label {row[1]!r} is not an integer") from None
-            paths.append(path)
-            labels.append(label)
-    if not paths:
-        raise DataError(f"{list_file}: the list names no image files")
-    return ImageSource(labels=np.asarray(labels, np.int64), classes=None, paths=paths)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        has_classes = any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path))
+        found = scan_class_folders(path) if has_classes else scan_flat_folder(path)
+        if not found.paths:
+            raise DataError(f"{path}: no image files in the folder ({len(found.ignored)} other files)")
+    else:
+        found = read_file_list(path, root)
+    return ImageSource(
+        labels=found.labels, classes=found.classes, paths=[Path(p) for p in found.paths], ignored=len(found.ignored)
+    )
 
 
 def dataset_source(name: str, data_dir: str | None, split: str) -> ImageSource:
@@ -153,10 +112,8 @@ def resolve_source(source: str, data_dir: str | None = None, split: str = "train
     from zoo.data.images import ImageDataModule
 
     path = Path(source).expanduser()
-    if path.is_dir():
-        return scan_folder(path)
-    if path.is_file():
-        return read_list(path, root)
+    if path.is_dir() or path.is_file():
+        return file_source(path, root)
     if source.lower().replace("_", "-") in ImageDataModule.DATASETS:
         return dataset_source(source, data_dir, split)
     raise DataError(
