@@ -36,7 +36,10 @@ def _image(i: int) -> np.ndarray:
 def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
     arrays = np.stack([_image(i) for i in range(N)])
     out = tmp_path_factory.mktemp("shards") / "train"
-    return optimize_images(ImageSource(labels=np.arange(N) % 3, classes=["a", "b", "c"], arrays=arrays), str(out))
+    source = ImageSource(labels=np.arange(N) % 3, classes=["a", "b", "c"], arrays=arrays)
+    written = optimize_images(source, str(out), chunk_bytes="2kB")  # several chunks, as litdata deals them to ranks
+    assert len(list(out.glob("chunk-*.bin"))) >= 3
+    return written
 
 
 def _indices(loader, limit: int | None = None) -> list[list[int]]:
