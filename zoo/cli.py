@@ -142,10 +142,16 @@ def _tabular_eval(argv: list[str]) -> int:
 def _data_optimize(argv: list[str]) -> int:
     from zoo.data.streaming import check_files, check_output_dir, optimize_images, resolve_source
 
-    parser = argparse.ArgumentParser(
-        prog="zoo data optimize", exit_on_error=False,
+    usage = "usage: zoo data optimize SOURCE OUT [--data-dir DIR] [--split train|test] (--help: all options)"
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # one line through main(), not argparse's usage block and exit
+            raise ValueError(f"{message}; {usage}")
+
+    parser = Parser(
+        prog="zoo data optimize",
         description="Write images as litdata shards for StreamingImageDataModule (needs `pip install zoo[stream]`).",
-    )  # fmt: skip
+    )
     parser.add_argument("source", help="an image folder (class subfolders or flat), a path[,label] list, or a dataset name")
     parser.add_argument("output", help="a new folder (or a URL litdata writes to, e.g. s3://bucket/train)")
     parser.add_argument("--data-dir", default=None, help="the dataset's files, for a dataset name (cifar10, stl10, ...)")
@@ -158,12 +164,7 @@ def _data_optimize(argv: list[str]) -> int:
         help="a file that does not decode: stop naming it (error) or leave it out and report it (skip)",
     )  # fmt: skip
     parser.add_argument("--no-check", action="store_true", help="store files without decoding them first (faster)")
-    try:
-        if len([a for a in argv if not a.startswith("-")]) < 2:  # argparse exits on a missing positional
-            raise argparse.ArgumentError(None, "expected: optimize SOURCE OUT")
-        args = parser.parse_args(argv)
-    except argparse.ArgumentError as e:
-        raise ValueError(f"{e}; usage: zoo data optimize SOURCE OUT [--data-dir DIR] [--split train|test]") from None
+    args = parser.parse_args(argv)
     check_output_dir(args.output)  # before reading the source: fail fast
     source = resolve_source(args.source, args.data_dir, args.split, args.root)
     skipped: list[str] = []

@@ -175,6 +175,9 @@ def test_zoo_data_optimize_folder(tmp_path: Path, capsys: pytest.CaptureFixture)
         assert torch.equal(image[:, :h, :w], torch.from_numpy(pixels[(cls, k)]).permute(2, 0, 1))
         assert (image[:, h:, :] == 0).all()
 
+    assert main(["data", "optimize", str(photos)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1  # one line: "... required: output; usage: ..."
+
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.bin").write_bytes(b"user data")
     assert main(["data", "optimize", str(photos), str(tmp_path / "mine")]) == 2
