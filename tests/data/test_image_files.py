@@ -251,6 +251,9 @@ def test_class_folders_flat_folders_and_lists(tmp_path: Path) -> None:
     assert dm.num_classes == 4
     val = ImageFilesDataModule(root=str(tmp_path / "tree"), val=str(tmp_path / "list.csv"), batch_size=2, knn_bank_size=1, eval_size=8)
     assert [len(v.dataset) for v in val.val_dataloader()] == [1, 3]
+    (tmp_path / "zebras.csv").write_text("zebra/002.webp,zebra\n")  # one class only: still the train's numbering
+    only = ImageFilesDataModule(root=str(tmp_path / "tree"), val=str(tmp_path / "zebras.csv"), batch_size=2, eval_size=8)
+    assert only.files("val")[1].tolist() == [1]
 
 
 @pytest.mark.parametrize(
