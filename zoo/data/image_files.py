@@ -340,10 +340,11 @@ def scan_flat_folder(folder: str | Path) -> FileSource:
     return FileSource(images, np.full(len(images), -1, dtype=np.int64), None, others, str(folder))
 
 
-def read_file_list(list_file: str | Path, root: str | Path | None = None) -> FileSource:
+def read_file_list(list_file: str | Path, root: str | Path | None = None, classes: Sequence[str] | None = None) -> FileSource:
     """A CSV or text list with one ``path[,label]`` per line; paths relative to ``root`` (default: the list's
-    folder). Labels are integers, or class names (then numbered in sorted order). Blank lines and lines starting with
-    ``#`` are skipped; a first line ``path[,label]`` is a header. Every named file must exist."""
+    folder). Labels are integers, or class names: numbered by their place in ``classes`` when given (the train
+    split's classes, for a val/test list), else in sorted order. Blank lines and lines starting with ``#`` are
+    skipped; a first line ``path[,label]`` is a header. Every named file must exist."""
     list_file = Path(list_file).expanduser()
     if not list_file.is_file():
         raise DataError(f"{list_file}: no such list file")
@@ -371,7 +372,6 @@ def read_file_list(list_file: str | Path, root: str | Path | None = None) -> Fil
         if not path.is_file():
             raise DataError(f"{list_file} line {line_no}: {rel} does not exist (looked for {path})")
         paths.append(str(path))
-    classes = None
     if not with_label:
         labels = np.full(len(rows), -1, dtype=np.int64)
     else:
@@ -379,13 +379,17 @@ def read_file_list(list_file: str | Path, root: str | Path | None = None) -> Fil
         try:
             labels = np.asarray([int(v) for v in raw], dtype=np.int64)  # type: ignore[arg-type]
         except ValueError:
-            classes = sorted(set(raw))  # type: ignore[arg-type]
-            index = {c: i for i, c in enumerate(classes)}
+            names = list(classes) if classes is not None else sorted(set(raw))  # type: ignore[arg-type]
+            index = {c: i for i, c in enumerate(names)}
+            unknown = next((r for r in rows if r[2] not in index), None)
+            if unknown is not None:
+                raise DataError(f"{list_file} line {unknown[0]}: class {unknown[2]!r} is not among the train classes {names[:10]}")
             labels = np.asarray([index[v] for v in raw], dtype=np.int64)
+            classes = names
         if (labels < 0).any():
             line = rows[int(np.argmax(labels < 0))][0]
             raise DataError(f"{list_file} line {line}: integer labels must be >= 0")
-    return FileSource(paths, labels, classes, [], str(list_file))
+    return FileSource(paths, labels, list(classes) if classes is not None and with_label else None, [], str(list_file))
 
 
 def _is_list_file(path: Path) -> bool:
@@ -586,7 +590,7 @@ class ImageFilesDataModule(ZooDataModule):
     def _read_source(self, split: str, classes: list[str] | None) -> FileSource:
         path = self._resolve(self.sources[split])
         if _is_list_file(path):
-            return read_file_list(path, self.root)
+            return read_file_list(path, self.root, classes)
         if not path.exists():
             raise DataError(f"{path}: no such image folder or list file ({split} split)")
         if not path.is_dir():
