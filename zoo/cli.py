@@ -96,14 +96,14 @@ def _export(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="zoo export", description="Turn a zoo Lightning checkpoint into a Hub folder.")
     parser.add_argument("checkpoint", help="path to a .ckpt written by `zoo fit`")
-    parser.add_argument("directory", help="output folder (replaced atomically)")
+    parser.add_argument("directory", help="output folder: new, empty, or an earlier export (its zoo files are replaced, others kept)")
     parser.add_argument(
         "--inference-only", action="store_true",
         help="leave out what from_pretrained rebuilds (BYOL/SLAP EMA targets): a smaller folder with the same embeddings",
     )
     args = parser.parse_args(argv)
     out = export_checkpoint(args.checkpoint, args.directory, inference_only=args.inference_only)
-    print(f"exported {args.checkpoint} -> {out}")
+    print(f"exported {args.checkpoint} -> {out.directory}" + (f" (replaced {', '.join(out.replaced)})" if out.replaced else ""))
     return 0
 
 
