@@ -68,6 +68,16 @@ class ZooCLI(ZooLightningCLI):
             run=run,
         )
 
+    def parse_arguments(self, parser, args) -> None:  # type: ignore[no-untyped-def]
+        super().parse_arguments(parser, args)
+        # before LightningCLI merges a --ckpt_path checkpoint's hyper-parameters over the config (it would replace
+        # the configured model silently): the checkpoint must match the config, and predict needs one
+        from zoo.validation import check_checkpoint_config
+
+        if self.config.get("subcommand"):
+            settings = self.config[self.config.subcommand]
+            check_checkpoint_config(self.config.subcommand, settings.get("model"), settings.get("ckpt_path"))
+
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         # tabular data: the column schema builds the tokenizer (jsonargparse skips the link for datamodules without it)

@@ -31,6 +31,7 @@ from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite
 from zoo.hub import HubMixin
+from zoo.validation import check_train_loader
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -61,6 +62,8 @@ class SSLMethod(HubMixin, L.LightningModule):
     method_name: ClassVar[str] = ""
     #: batch key that ``embed`` reads (images by default; tabular/skeleton/audio methods override)
     input_key: ClassVar[str] = "image"
+    #: smallest global training batch the loss is defined on (a contrastive loss needs negatives: 2)
+    min_batch_size: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -179,6 +182,9 @@ class SSLMethod(HubMixin, L.LightningModule):
     def on_fit_start(self) -> None:
         # seed_everything(s) makes this s; an unseeded run still gets fixed views for its own lifetime
         self._view_seed = torch.initial_seed() % (2**63)
+
+    def on_train_start(self) -> None:
+        check_train_loader(self)  # a batch too small for the loss is an error before the first step
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self.ssl_step(batch)
