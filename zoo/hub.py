@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
 
@@ -151,6 +152,14 @@ def _remove_stale_temporaries(folder: Path) -> None:
             pass
 
 
+def _link_or_copy(source: Path, destination: Path) -> None:
+    destination.unlink(missing_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, destination)
+
+
 def write_hub_files(target: str | Path, writers: dict[str, Callable[[Path], None]]) -> list[str]:
     """Write zoo's own files into ``target`` and return the names of those that replaced an earlier version.
 
@@ -172,9 +181,10 @@ def write_hub_files(target: str | Path, writers: dict[str, Callable[[Path], None
                 "write among other files: choose a new or empty folder"
             )
     target.mkdir(parents=True, exist_ok=True)
-    names = [name for name in HUB_FILES if name in writers] + [name for name in writers if name not in HUB_FILES]
+    # config.json last: its arrival completes the folder
+    names = [name for name in writers if name != CONFIG_NAME] + ([CONFIG_NAME] if CONFIG_NAME in writers else [])
     temps: dict[str, Path] = {}
-    backups: dict[str, Path] = {}  # previous versions, set aside until the new ones are all in place
+    backups: dict[str, Path] = {}  # previous versions, kept until the new ones are all in place
     placed: list[str] = []
     try:
         for name in names:
@@ -183,19 +193,25 @@ def write_hub_files(target: str | Path, writers: dict[str, Callable[[Path], None
             os.chmod(temps[name], _umask_mode(0o666))  # some writers make 0600 files
             with open(temps[name], "rb") as f:
                 os.fsync(f.fileno())
-        # config.json goes first, so that from here until the last move the folder has none
-        for name in [CONFIG_NAME] + [n for n in names if n != CONFIG_NAME]:
-            if name in writers and (target / name).exists():
-                backups[name] = _temp_path(target, name, "old")
-                os.replace(target / name, backups[name])
+        for name in names:
+            if (target / name).exists():
+                backup = _temp_path(target, name, "old")
+                if name == CONFIG_NAME:  # set aside: from here until the last rename the folder has no config.json
+                    os.replace(target / name, backup)
+                else:  # a second link: the old file stays in place until the rename below replaces it
+                    _link_or_copy(target / name, backup)
+                backups[name] = backup
         for name in names:
             os.replace(temps[name], target / name)
             placed.append(name)
     except BaseException:
-        for name in placed:
-            (target / name).unlink(missing_ok=True)
-        for name, backup in backups.items():
-            os.replace(backup, target / name)
+        for name in names:
+            if name in backups and (name in placed or name == CONFIG_NAME):
+                os.replace(backups[name], target / name)
+            elif name in backups:  # still in place (a rename between two links of one file would do nothing)
+                backups[name].unlink()
+            elif name in placed:
+                (target / name).unlink(missing_ok=True)
         for temp in temps.values():
             temp.unlink(missing_ok=True)
         raise

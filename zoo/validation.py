@@ -210,21 +210,23 @@ def check_checkpoint_config(subcommand: str, model_config: Any, ckpt_path: str |
         saved = dict(checkpoint.get("hyper_parameters") or {})
     except Exception:
         return
-    config = _plain(model_config)
-    class_path = config.get("class_path")
-    saved_class = saved.get("_class_path")
-    if saved_class and class_path and saved_class != class_path:
-        raise InputError(
-            f"--ckpt_path {ckpt_path} holds a {saved_class} but the config's model is {class_path}; use the config the "
-            "checkpoint was trained with (its model section), or leave out --ckpt_path to start a new run"
-        )
     import importlib
 
-    module, _, name = (class_path or "").rpartition(".")
+    config = _plain(model_config)
+    class_path = config.get("class_path") or ""
+    module, _, name = class_path.rpartition(".")
     try:
-        from_data = set(getattr(getattr(importlib.import_module(module), name), "hparams_from_data", ()))
+        cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
-        from_data = set()
+        cls = None
+    saved_class = saved.get("_class_path")
+    saved_method, method = checkpoint.get("zoo_method"), getattr(cls, "method_name", None)
+    if (saved_class and class_path and saved_class != class_path) or (saved_method and method and saved_method != method):
+        raise InputError(
+            f"--ckpt_path {ckpt_path} holds a {saved_class or saved_method} but the config's model is {class_path}; use "
+            "the config the checkpoint was trained with (its model section), or leave out --ckpt_path to start a new run"
+        )
+    from_data = set(getattr(cls, "hparams_from_data", ()))
     init_args = config.get("init_args") or {}
     differ = []
     for key, value in sorted(saved.items()):
@@ -246,3 +248,15 @@ def check_checkpoint_config(subcommand: str, model_config: Any, ckpt_path: str |
 def _short(value: Any) -> str:
     text = json.dumps(_plain(value), default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_checkpoint_classes(checkpoint: dict[str, Any], num_classes: int | None, method: str) -> None:
+    """A checkpoint's online probe is sized for the classes of the data it was trained on; other data (num_classes
+    linked from the datamodule) would fail deep in ``load_state_dict`` or mislabel every class."""
+    saved = checkpoint.get("hyper_parameters") or {}
+    if "num_classes" in saved and saved["num_classes"] != num_classes:
+        raise InputError(
+            f"the checkpoint's {method} was trained on data with num_classes={saved['num_classes']}, but this "
+            f"datamodule has num_classes={num_classes}; use the data it was trained on (or export it with `zoo export` "
+            "and fine-tune it with `zoo finetune`)"
+        )

@@ -31,7 +31,7 @@ from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite
 from zoo.hub import HubMixin
-from zoo.validation import check_train_loader
+from zoo.validation import check_checkpoint_classes, check_train_loader
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -326,6 +326,7 @@ class SSLMethod(HubMixin, L.LightningModule):
         checkpoint["zoo_training_record"] = self.training_record()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_classes(checkpoint, self.hparams.num_classes, type(self).__name__)
         self._training_record = dict(checkpoint.get("zoo_training_record", {}))
 
     def training_record(self) -> dict[str, Any]:
