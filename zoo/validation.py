@@ -13,6 +13,8 @@ the training start:
 - labels: integers in [0, num_classes).
 - a training batch: at least ``min_batch_size`` samples globally for methods whose loss needs other samples of the
   batch (contrastive negatives, batch-norm statistics), the last batch of an epoch included.
+- a ``--ckpt_path`` checkpoint: the config's method and model hyper-parameters (LightningCLI would otherwise put the
+  checkpoint's in their place without a word); ``predict`` needs one.
 
 :class:`InputError` is a :class:`~zoo.data.base.DataError`, so the CLI reports it as one line.
 """
