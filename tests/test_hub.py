@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -270,3 +271,122 @@ def test_zoo_push_uploads_a_loadable_folder_and_refuses_a_broken_one(saved, monk
     assert main(["push", str(broken), "org/simclr-test"]) == 2
     assert calls == []
     assert "not a readable safetensors file" in capsys.readouterr().err
+
+
+# ---- saving into a folder that already has files ---------------------------------------------------------------
+def _handmade_checkpoint(model, path):
+    """What `zoo fit` writes, as far as `zoo export` reads it."""
+    torch.save({"zoo_method": "simclr", "state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    return path
+
+
+def test_export_refuses_a_folder_of_other_files_and_deletes_nothing(model, tmp_path, capsys):
+    from zoo.cli import main
+
+    ckpt = _handmade_checkpoint(model, tmp_path / "last.ckpt")
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("keep me")
+    (folder / "sub" / "data.bin").write_bytes(b"\x00\x01")
+    assert main(["export", str(ckpt), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "not empty and is not a zoo Hub folder" in err and err.count("\n") == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "sub"]
+    assert (folder / "notes.txt").read_text() == "keep me" and (folder / "sub" / "data.bin").read_bytes() == b"\x00\x01"
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(zoo.hub.HubFolderError, match="is a file"):
+        model.save_pretrained(tmp_path / "a-file")
+    # an empty folder is fine, and nothing is reported as replaced
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(ckpt), str(tmp_path / "empty")]) == 0
+    assert "replaced" not in capsys.readouterr().out
+
+
+def test_export_over_an_earlier_save_replaces_only_zoo_files(model, saved, tmp_path, capsys):
+    from zoo.cli import main
+
+    (saved / "notes.txt").write_text("keep me")
+    (saved / "plots").mkdir()
+    (saved / "plots" / "loss.png").write_bytes(b"png")
+    with torch.no_grad():
+        model.projector[0].weight.add_(1.0)
+    ckpt = _handmade_checkpoint(model, tmp_path / "last.ckpt")
+    assert main(["export", str(ckpt), str(saved)]) == 0
+    assert "replaced model.safetensors, README.md, config.json" in capsys.readouterr().out
+    assert sorted(p.name for p in saved.iterdir()) == ["README.md", "config.json", "model.safetensors", "notes.txt", "plots"]
+    assert (saved / "notes.txt").read_text() == "keep me" and (saved / "plots" / "loss.png").read_bytes() == b"png"
+    assert torch.equal(zoo.from_pretrained(saved).projector[0].weight, model.projector[0].weight)
+
+
+def test_no_intermediate_state_pairs_a_config_with_other_weights(model, saved, monkeypatch):
+    """Every state the folder passes through (one per rename): config.json is either absent or beside the weights
+    it was written with; a save killed there is recognised as a zoo folder and the next save completes it."""
+    old = {n: (saved / n).read_bytes() for n in ("config.json", "model.safetensors")}
+    model.hparams.temperature = 0.3  # same shapes: only the config tells the two saves apart
+    with torch.no_grad():
+        model.projector[0].weight.add_(1.0)
+    states, real_replace = [], os.replace
+
+    def recording_replace(src, dst):
+        real_replace(src, dst)
+        states.append({n: (saved / n).read_bytes() if (saved / n).exists() else None for n in old})
+
+    monkeypatch.setattr("zoo.hub.os.replace", recording_replace)
+    model.save_pretrained(saved)
+    new = states[-1]
+    assert new["config.json"] != old["config.json"] and new["model.safetensors"] != old["model.safetensors"]
+    for state in states:
+        if state["config.json"] is not None:
+            assert state in (old, new)
+    # a save killed after its weights moved in: no config.json, the new weights, its temporaries left by a dead pid
+    monkeypatch.setattr("zoo.hub.os.replace", real_replace)
+    (saved / "config.json").unlink()
+    (saved / ".config.json.old-999999999").write_text("{}")
+    assert zoo.hub.is_hub_folder(saved)
+    with pytest.raises(PretrainedLoadError, match="no config.json"):
+        zoo.from_pretrained(saved)
+    assert model.write_pretrained(saved) == ["model.safetensors", "README.md"]
+    assert sorted(os.listdir(saved)) == ["README.md", "config.json", "model.safetensors"]
+    assert zoo.from_pretrained(saved).hparams.temperature == 0.3
+
+
+def test_a_failed_rename_puts_every_earlier_file_back(model, saved, monkeypatch):
+    before = {n: (saved / n).read_bytes() for n in os.listdir(saved)}
+    real_replace = os.replace
+
+    def failing_card_move(src, dst):
+        if ".README.md.tmp-" in str(src):  # after the config was set aside and the weights moved in
+            raise OSError("rename failed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("zoo.hub.os.replace", failing_card_move)
+    with pytest.raises(OSError, match="rename failed"):
+        model.save_pretrained(saved, model_card_kwargs={"title": "other"})
+    assert {n: (saved / n).read_bytes() for n in os.listdir(saved)} == before
+
+
+def test_push_uploads_only_what_zoo_saved(model, saved, monkeypatch):
+    from huggingface_hub.utils import filter_repo_objects
+
+    uploaded = {}
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        class Url(str):
+            pass
+
+        url = Url(f"https://huggingface.co/{repo_id}")
+        url.repo_id = repo_id
+        return url
+
+    def fake_upload_folder(self, *, repo_id, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
+        files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
+        uploaded["files"] = sorted(filter_repo_objects(files, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+        return "commit-url"
+
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", fake_create_repo)
+    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
+    (saved / "secret.txt").write_text("token")
+    (saved / "sub").mkdir()
+    (saved / "sub" / "config.json").write_text("{}")
+    assert model.save_pretrained(saved, push_to_hub=True, repo_id="org/x") == "commit-url"
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]

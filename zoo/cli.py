@@ -68,6 +68,16 @@ class ZooCLI(ZooLightningCLI):
             run=run,
         )
 
+    def parse_arguments(self, parser, args) -> None:  # type: ignore[no-untyped-def]
+        super().parse_arguments(parser, args)
+        # before LightningCLI merges a --ckpt_path checkpoint's hyper-parameters over the config (it would replace
+        # the configured model silently): the checkpoint must match the config, and predict needs one
+        from zoo.validation import check_checkpoint_config
+
+        if self.config.get("subcommand"):
+            settings = self.config[self.config.subcommand]
+            check_checkpoint_config(self.config.subcommand, settings.get("model"), settings.get("ckpt_path"))
+
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         # tabular data: the column schema builds the tokenizer (jsonargparse skips the link for datamodules without it)
@@ -96,14 +106,14 @@ def _export(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="zoo export", description="Turn a zoo Lightning checkpoint into a Hub folder.")
     parser.add_argument("checkpoint", help="path to a .ckpt written by `zoo fit`")
-    parser.add_argument("directory", help="output folder (replaced atomically)")
+    parser.add_argument("directory", help="output folder: new, empty, or an earlier export (its zoo files are replaced, others kept)")
     parser.add_argument(
         "--inference-only", action="store_true",
         help="leave out what from_pretrained rebuilds (BYOL/SLAP EMA targets): a smaller folder with the same embeddings",
     )
     args = parser.parse_args(argv)
     out = export_checkpoint(args.checkpoint, args.directory, inference_only=args.inference_only)
-    print(f"exported {args.checkpoint} -> {out}")
+    print(f"exported {args.checkpoint} -> {out.directory}" + (f" (replaced {', '.join(out.replaced)})" if out.replaced else ""))
     return 0
 
 

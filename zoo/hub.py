@@ -5,19 +5,21 @@ Built on huggingface_hub's ``ModelHubMixin``. A saved model is a folder with
 - ``model.safetensors``: the state dict (the only weights format zoo loads: no pickle, no remote code);
 - ``README.md``: a model card with the data, recipe and metrics of the run that produced the weights.
 
-``save_pretrained`` writes into a temporary sibling folder and swaps it in at the end, so an interrupted save never
-leaves a half-written model. ``zoo.from_pretrained`` reads ``config.json`` and dispatches on ``"method"``.
+``save_pretrained`` writes into a new or empty folder, or over an earlier zoo save: it replaces only those three
+files, each written to a temporary name first, and never deletes or uploads anything it did not write
+(:func:`write_hub_files`). ``zoo.from_pretrained`` reads ``config.json`` and dispatches on ``"method"``.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
@@ -28,6 +30,9 @@ from safetensors.torch import save_file, save_model
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+#: the files a zoo save writes, in the order they are put in place (config.json last: see write_hub_files)
+HUB_FILES = (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME)
 #: config.json keys that are metadata, not init args
 META_KEYS = ("method", "zoo_version")
 #: weight files zoo refuses to load: they are pickles and can run code
@@ -38,6 +43,13 @@ T = TypeVar("T", bound="HubMixin")
 
 class PretrainedLoadError(ValueError):
     """A pretrained folder or repo that cannot be loaded as it is (missing files, wrong method, bad weights)."""
+
+
+class HubFolderError(ValueError):
+    """A save target that zoo refuses to write into (a file, or a folder of someone else's files)."""
+
+
+logger = logging.getLogger(__name__)
 
 
 CARD_TEMPLATE = """---
@@ -97,31 +109,115 @@ def init_parameter_names(cls: type) -> set[str]:
     return names
 
 
-def _apply_umask_permissions(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder and some writers make 0600 files; give the saved folder the permissions
-    a plain mkdir/open would have."""
+def _umask_mode(mode: int) -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for path in folder.iterdir():
-        os.chmod(path, 0o666 & ~umask)
+    return mode & ~umask
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move the complete folder ``new`` to ``target``. An existing ``target`` is set aside first and put back if the
-    move fails, so ``target`` is always either the old or the new complete folder."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
+def is_hub_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a zoo save: a config.json with a ``"method"``, or (a save interrupted between its
+    renames, which takes config.json away first) a model.safetensors whose metadata names a method."""
     try:
-        os.replace(new, target)
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        if isinstance(config, dict) and "method" in config:
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        with safe_open(str(folder / WEIGHTS_NAME), framework="pt", device="cpu") as f:
+            return "method" in (f.metadata() or {})
+    except Exception:  # missing, or not a safetensors file: not ours
+        return False
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(tmp|old)-(?P<pid>\d+)$")
+
+
+def _temp_path(folder: Path, name: str, kind: str) -> Path:
+    return folder / f".{name}.{kind}-{os.getpid()}"
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Temporaries that an earlier save killed mid-way left behind (its process is gone); a live save's stay."""
+    for path in folder.iterdir():
+        match = _TEMP_NAME.match(path.name)
+        if not match or match["name"] not in HUB_FILES or not path.is_file():
+            continue
+        try:
+            os.kill(int(match["pid"]), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):  # PermissionError: alive, another user's
+            pass
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    destination.unlink(missing_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, destination)
+
+
+def write_hub_files(target: str | Path, writers: dict[str, Callable[[Path], None]]) -> list[str]:
+    """Write zoo's own files into ``target`` and return the names of those that replaced an earlier version.
+
+    ``target`` must be new, empty or an earlier zoo save (:func:`is_hub_folder`); anything else in it (a user's
+    notes, a subfolder, other weights) is left alone. Each file is written in full (and fsynced) under a temporary
+    name first; only then are they moved in, config.json last: the old config.json is set aside before the first
+    move, so a save killed between two moves leaves a folder *without* config.json (which fails to load with a clear
+    message and which the next save recognises and repairs), never a config.json beside weights it did not describe.
+    A move that fails puts every earlier file back.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise HubFolderError(f"{target} is a file; save into a folder (new, empty, or an earlier zoo save)")
+    if target.is_dir():
+        _remove_stale_temporaries(target)
+        if any(target.iterdir()) and not is_hub_folder(target):
+            raise HubFolderError(
+                f"{target} is not empty and is not a zoo Hub folder (no config.json with a 'method'); zoo will not "
+                "write among other files: choose a new or empty folder"
+            )
+    target.mkdir(parents=True, exist_ok=True)
+    # config.json last: its arrival completes the folder
+    names = [name for name in writers if name != CONFIG_NAME] + ([CONFIG_NAME] if CONFIG_NAME in writers else [])
+    temps: dict[str, Path] = {}
+    backups: dict[str, Path] = {}  # previous versions, kept until the new ones are all in place
+    placed: list[str] = []
+    try:
+        for name in names:
+            temps[name] = _temp_path(target, name, "tmp")
+            writers[name](temps[name])
+            os.chmod(temps[name], _umask_mode(0o666))  # some writers make 0600 files
+            with open(temps[name], "rb") as f:
+                os.fsync(f.fileno())
+        for name in names:
+            if (target / name).exists():
+                backup = _temp_path(target, name, "old")
+                if name == CONFIG_NAME:  # set aside: from here until the last rename the folder has no config.json
+                    os.replace(target / name, backup)
+                else:  # a second link: the old file stays in place until the rename below replaces it
+                    _link_or_copy(target / name, backup)
+                backups[name] = backup
+        for name in names:
+            os.replace(temps[name], target / name)
+            placed.append(name)
     except BaseException:
-        if old is not None:
-            os.replace(old, target)
+        for name in names:
+            if name in backups and (name in placed or name == CONFIG_NAME):
+                os.replace(backups[name], target / name)
+            elif name in backups:  # still in place (a rename between two links of one file would do nothing)
+                backups[name].unlink()
+            elif name in placed:
+                (target / name).unlink(missing_ok=True)
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    for backup in backups.values():
+        backup.unlink(missing_ok=True)
+    return [name for name in names if name in backups]
 
 
 def _markdown_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
@@ -265,34 +361,39 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         inference_only: bool = False,
         **push_to_hub_kwargs: Any,
     ) -> str | None:
-        """Write config.json, model.safetensors and README.md to ``save_directory`` (atomically).
+        """Write config.json, model.safetensors and README.md to ``save_directory``: a new or empty folder, or an
+        earlier zoo save whose three files are replaced (:func:`write_hub_files`; other files in it are kept, and
+        never uploaded).
 
         ``inference_only`` leaves out the modules of :meth:`hub_omittable_modules` (BYOL's EMA targets: 40% of
         its weights); loading rebuilds them as the method's own initialisation would, so ``embed``, fine-tuning and
         a fresh pre-training start are unchanged, but continuing the original run exactly needs the Lightning
         checkpoint.
         """
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        omitted = self.hub_omittable_modules() if inference_only else []
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            # what ModelHubMixin.save_pretrained does, with the weights written by save_weights (which needs to
-            # know what to omit; ModelHubMixin's _save_pretrained hook takes only the folder)
-            self.save_weights(tmp / WEIGHTS_NAME, omitted)
-            (tmp / CONFIG_NAME).write_text(json.dumps(config or self.hub_config(), sort_keys=True, indent=2))
-            card_kwargs = dict(model_card_kwargs or {})
-            if omitted:
-                card_kwargs.setdefault("omitted", omitted)
-            self.generate_model_card(**card_kwargs).save(tmp / "README.md")
-            _apply_umask_permissions(tmp)
-            _replace_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if push_to_hub:  # the folder just written, as it is (an inference-only save stays inference-only)
-            return upload_folder(target, repo_id or target.name, **push_to_hub_kwargs)
+        replaced = self.write_pretrained(save_directory, config=config, model_card_kwargs=model_card_kwargs, inference_only=inference_only)
+        if replaced:
+            logger.info("%s: replaced %s", save_directory, ", ".join(replaced))
+        if push_to_hub:  # the files just written, as they are (an inference-only save stays inference-only)
+            return upload_folder(save_directory, repo_id or Path(save_directory).name, **push_to_hub_kwargs)
         return None
+
+    def write_pretrained(
+        self, save_directory: str | Path, *, config: dict | None = None, model_card_kwargs: dict[str, Any] | None = None,
+        inference_only: bool = False,
+    ) -> list[str]:
+        """:meth:`save_pretrained` without the push; returns the names of the files that replaced earlier ones."""
+        omitted = self.hub_omittable_modules() if inference_only else []
+        card_kwargs = dict(model_card_kwargs or {})
+        if omitted:
+            card_kwargs.setdefault("omitted", omitted)
+        config_text = json.dumps(config or self.hub_config(), sort_keys=True, indent=2)
+        # what ModelHubMixin.save_pretrained does, with the weights written by save_weights (which needs to know
+        # what to omit; ModelHubMixin's _save_pretrained hook takes only the folder)
+        return write_hub_files(save_directory, {
+            WEIGHTS_NAME: lambda path: self.save_weights(path, omitted),
+            CARD_NAME: lambda path: self.generate_model_card(**card_kwargs).save(path),
+            CONFIG_NAME: lambda path: path.write_text(config_text, encoding="utf-8"),
+        })  # fmt: skip
 
     def _save_pretrained(self, save_directory: Path) -> None:
         # ModelHubMixin.push_to_hub saves through this hook
@@ -410,12 +511,15 @@ def upload_folder(
     commit_message: str = "Upload zoo model", **upload_kwargs: Any,
 ) -> str:
     """Create ``repo_id`` on the Hub if needed and upload a saved zoo folder to it; returns the commit URL. The
-    folder must load with :func:`from_pretrained` first, so a broken folder is never published."""
+    folder must load with :func:`from_pretrained` first, so a broken folder is never published, and only zoo's own
+    files (:data:`HUB_FILES`) are uploaded unless ``allow_patterns`` says otherwise: a note or a private file that
+    shares the folder stays local."""
     from huggingface_hub import HfApi
 
     from_pretrained(directory)
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    upload_kwargs.setdefault("allow_patterns", list(HUB_FILES))
     return str(api.upload_folder(repo_id=repo, folder_path=str(directory), commit_message=commit_message, **upload_kwargs))
 
 
@@ -449,11 +553,17 @@ def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, A
     return model.eval(), checkpoint
 
 
+class Export(NamedTuple):
+    directory: Path
+    replaced: list[str]  # zoo's files that an earlier save had written there
+
+
 def export_checkpoint(
     checkpoint_path: str | Path, save_directory: str | Path, inference_only: bool = False, **model_card_kwargs: Any
-) -> Path:
+) -> Export:
     """Turn a Lightning checkpoint written by ``zoo fit`` into a Hub folder (config.json + safetensors + card);
-    ``inference_only`` leaves out what ``from_pretrained`` can rebuild (see ``HubMixin.save_pretrained``)."""
+    ``inference_only`` leaves out what ``from_pretrained`` can rebuild (see ``HubMixin.save_pretrained``). The folder
+    must be new, empty or an earlier zoo save (see :func:`write_hub_files`)."""
     model, _ = load_checkpoint_model(checkpoint_path)
-    model.save_pretrained(save_directory, model_card_kwargs=model_card_kwargs or None, inference_only=inference_only)
-    return Path(save_directory)
+    replaced = model.write_pretrained(save_directory, model_card_kwargs=model_card_kwargs or None, inference_only=inference_only)
+    return Export(Path(save_directory), replaced)

@@ -24,6 +24,7 @@ from torch.utils.data._utils.collate import default_collate
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.pseudo_labels import PseudoClassBatchSampler, PseudoLabelConfig, cached_pseudo_labels, resolve_pseudo_label_config
 from zoo.data.rgb_sets import CIFAR_LAYOUTS, cifar_class_names, load_cifar, load_stl10, stl10_class_names
+from zoo.validation import check_labels
 
 # --------------------------------------------------------------------------------------------------------------------
 # IDX files
@@ -307,7 +308,7 @@ class ImageDataModule(ZooDataModule):
     Args:
         dataset: ``"fashion-mnist"`` (default folder ``/usr/share/datasets/fashion-mnist``), ``"mnist"`` (IDX, needs
             ``data_dir``), ``"idx"`` (any MNIST-layout IDX folder given by ``data_dir``), ``"digits"`` (sklearn;
-            ``data_dir`` is ignored), ``"cifar10"`` / ``"cifar100"`` (the python pickle batches; CIFAR-100 with its
+            reads no files, so a ``data_dir`` is an error), ``"cifar10"`` / ``"cifar100"`` (the python pickle batches; CIFAR-100 with its
             100 fine labels), ``"stl10"`` (5,000 labelled train / 8,000 test images, 96×96) or ``"stl10-unlabeled"``
             (see above).
         data_dir: folder holding the four IDX files (each optionally ``.gz``); for CIFAR / STL-10 the unpacked
@@ -355,6 +356,11 @@ class ImageDataModule(ZooDataModule):
         name = dataset.lower().replace("_", "-")
         if name not in self.DATASETS:
             raise DataError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(self.DATASETS)}")
+        if name == "digits" and data_dir is not None:
+            raise DataError(
+                f"dataset='digits' ships with scikit-learn and reads no files, so data_dir={data_dir!r} would be ignored; "
+                "drop data_dir, or use dataset='idx' for a folder of IDX files"
+            )
         if name in ("mnist", "idx") and data_dir is None:
             raise DataError(
                 f"dataset={name!r} needs data_dir= a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
@@ -463,6 +469,15 @@ class ImageDataModule(ZooDataModule):
             assert self.data_dir is not None
             raw = load_idx_dataset(self.data_dir)
         train_images, train_labels = raw["train"]
+        # labels beyond the class count would index past the probe's classes (or, for idx, the test split could
+        # hold a class the train files never name)
+        classes = self.num_classes if self.dataset != "idx" else int(train_labels.max(initial=0)) + 1
+        for split, value in raw.items():
+            if not isinstance(value, tuple) or value[1] is None:  # STL-10's unlabelled images
+                continue
+            split_labels = value[1]
+            where = f"dataset={self.dataset!r}" if self.data_dir is None else f"{self.data_dir} ({split} labels)"
+            check_labels(split_labels, classes, where)
         n = len(train_images)
         if self.val_size >= n:
             raise DataError(

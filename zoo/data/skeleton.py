@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.images import collate_batch
 from zoo.data.skeleton_layouts import SkeletonLayout, get_layout
+from zoo.validation import check_labels
 
 FORMATS = ("ntu", "ctrgcn", "coco", "generated")
 
@@ -393,6 +394,8 @@ class SkeletonDataModule(ZooDataModule):
             return
         train_raw, train_labels = self._read("train")
         test_raw, test_labels = self._read("test")
+        for split, labels in (("train", train_labels), ("test", test_labels)):
+            check_labels(labels, None, f"{self.path} ({split} labels)")  # integers >= 0: num_classes is max + 1
         n = len(train_raw)
         if self.val_size >= n:
             raise DataError(f"val_size={self.val_size} must be smaller than the {n} training samples in {self.path}")
@@ -400,13 +403,18 @@ class SkeletonDataModule(ZooDataModule):
         val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
         if self.train_subset is not None:
             train_idx = train_idx[: int(self.train_subset)]
-        train_all = torch.from_numpy(self.prepare(train_raw))
+        prepared = {"train": self.prepare(train_raw), "test": self.prepare(test_raw)}
+        for split, data in prepared.items():  # a NaN joint would make every loss and embedding of its batch NaN
+            bad = np.flatnonzero(~np.isfinite(data).reshape(len(data), -1).all(axis=1))
+            if bad.size:
+                raise DataError(f"{self.path}: {split} sample {int(bad[0])} holds NaN or infinite coordinates ({bad.size} sample(s) in all)")
+        train_all = torch.from_numpy(prepared["train"])
         labels_all = torch.from_numpy(train_labels)
         train_t, val_t = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
         datasets = {
             "train": SkeletonTensorDataset(train_all[train_t], labels_all[train_t]),
             "val": SkeletonTensorDataset(train_all[val_t], labels_all[val_t]),
-            "test": SkeletonTensorDataset(torch.from_numpy(self.prepare(test_raw)), torch.from_numpy(test_labels)),
+            "test": SkeletonTensorDataset(torch.from_numpy(prepared["test"]), torch.from_numpy(test_labels)),
         }
         bank = min(self.knn_bank_size, len(datasets["train"]))
         datasets["knn_bank"] = SkeletonTensorDataset(datasets["train"].skeletons[:bank], datasets["train"].labels[:bank])

@@ -73,6 +73,25 @@ def _is_numeric(series: Any) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
+def _stray_text(series: Any) -> tuple[Any, Any] | None:
+    """(row label, value) of the first cell that keeps a mostly numeric column from reading as numbers, or None
+    when the column is not mostly numbers (a real categorical column). One typo in a numeric column would otherwise
+    make every distinct number a category of its own."""
+    import pandas as pd
+
+    if _is_numeric(series) or pd.api.types.is_bool_dtype(series):
+        return None
+    present = series.notna()
+    parsed = pd.to_numeric(series, errors="coerce")
+    numbers = int((parsed.notna() & present).sum())
+    if numbers == 0 or numbers < 0.5 * int(present.sum()):
+        return None
+    bad = parsed.isna() & present
+    if not bad.any():  # numbers stored as text (codes, zip codes): the caller's dtype says categorical
+        return None
+    return series.index[bad][0], series[bad].iloc[0]
+
+
 class TabularPreprocessor:
     """Fitted on the train split only; ``transform`` maps any split to float32 ``[N, D]`` (numeric, then codes)."""
 
@@ -175,7 +194,8 @@ class TabularDataModule(ZooDataModule):
         task: ``"classification"``, ``"regression"`` or ``"auto"`` (regression for a float column with non-integer
             values, classification otherwise).
         numeric_columns, categorical_columns: feature columns; by default every non-target column, numeric dtypes
-            numeric and string / category / bool dtypes categorical.
+            numeric and string / category / bool dtypes categorical. A column of numbers with a stray text cell is
+            an error naming the cell (list it in categorical_columns to make its values categories).
         drop_columns: columns to leave out.
         numeric_scaling: ``"minmax"`` (T-JEPA) or ``"quantile"``.
         val_fraction, test_fraction: shares of the rows held out (seeded permutation), val for early stopping and
@@ -222,6 +242,15 @@ class TabularDataModule(ZooDataModule):
             raise DataError(f"need 0 < val_fraction, test_fraction and val_fraction + test_fraction < 1; got {val_fraction}, {test_fraction}")
         if batch_size < 1 or knn_bank_size < 0 or num_workers < 0:
             raise DataError(f"invalid loader settings: batch_size={batch_size}, knn_bank_size={knn_bank_size}, num_workers={num_workers}")
+        if dataset is None:
+            ignored = {k: v for k, v in (("data_dir", data_dir), ("wheel", wheel)) if v is not None}
+            if source != "local":
+                ignored["source"] = source
+            if ignored:
+                raise DataError(
+                    f"{', '.join(f'{k}={v!r}' for k, v in ignored.items())} only apply to a named dataset=, and would be "
+                    "ignored with path= or frame=; drop them"
+                )
         if dataset is not None:
             spec = get_source(dataset)  # unknown name: DataError now, before any training
             target = target or spec.target
@@ -262,6 +291,13 @@ class TabularDataModule(ZooDataModule):
         rest = [c for c in frame.columns if c not in drop]
         numeric = list(hp.numeric_columns) if hp.numeric_columns is not None else None
         categorical = list(hp.categorical_columns) if hp.categorical_columns is not None else None
+        if numeric is None or categorical is None:
+            # a column left to the dtype: one stray text cell in a column of numbers is an error, not a new category
+            undecided = [c for c in rest if c not in (numeric or []) and c not in (categorical or [])]
+            for name in undecided:
+                self._refuse_stray_text(frame, name, "list the column in categorical_columns to treat every value as a category")
+        if self.task != "classification":  # a numeric target with one text cell would become a class per value
+            self._refuse_stray_text(frame, self.target, "pass task='classification' if its values are class names")
         if numeric is None and categorical is None:
             numeric = [c for c in rest if _is_numeric(frame[c])]
             categorical = [c for c in rest if c not in numeric]
@@ -280,6 +316,14 @@ class TabularDataModule(ZooDataModule):
             if frame[name].isna().all():
                 raise DataError(f"{self.what}: column {name!r} is all missing (NaN)")
         return numeric, categorical
+
+    def _refuse_stray_text(self, frame: Any, name: str, option: str) -> None:
+        stray = _stray_text(frame[name])
+        if stray is None:
+            return
+        row, value = stray
+        where = f"line {row + 2} (header = line 1)" if self.path is not None and isinstance(row, (int, np.integer)) else f"row {row!r}"
+        raise DataError(f"{self.what}: column {name!r} holds numbers except {value!r} at {where}; fix or blank that cell, or {option}")
 
     def _targets(self, frame: Any, train_rows: np.ndarray) -> tuple[np.ndarray, str]:
         import pandas as pd

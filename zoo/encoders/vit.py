@@ -20,6 +20,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from zoo.encoders.image import normalize_images
+from zoo.validation import check_image_size
 
 
 class ViTEncoderConfig(TypedDict, total=False):
@@ -126,9 +127,9 @@ class ViTEncoder(nn.Module):
 
     def patch_tokens(self, images: Tensor) -> Tensor:
         """Normalised images → patch embeddings + positions, ``[B, N, D]`` (before any transformer block)."""
+        # before any layer: a wrong size would otherwise fail deep inside timm's patch embedding
+        check_image_size(images, (self.img_size, self.img_size), "ViT encoder")
         x = normalize_images(images, self.mean, self.std)
-        if x.shape[-2:] != (self.img_size, self.img_size):
-            raise ValueError(f"ViT encoder built for {self.img_size}×{self.img_size} images, got {tuple(x.shape[-2:])}")
         # views and uint8 inputs arrive as fp32; under bf16-true the weights are half precision
         weight_dtype = self.backbone.patch_embed.proj.weight.dtype
         tokens = self.backbone.patch_embed(x.to(weight_dtype))

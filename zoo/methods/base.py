@@ -31,6 +31,7 @@ from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite
 from zoo.hub import HubMixin
+from zoo.validation import check_checkpoint_classes, check_train_loader
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -61,6 +62,8 @@ class SSLMethod(HubMixin, L.LightningModule):
     method_name: ClassVar[str] = ""
     #: batch key that ``embed`` reads (images by default; tabular/skeleton/audio methods override)
     input_key: ClassVar[str] = "image"
+    #: smallest global training batch the loss is defined on (a contrastive loss needs negatives: 2)
+    min_batch_size: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -181,6 +184,9 @@ class SSLMethod(HubMixin, L.LightningModule):
     def on_fit_start(self) -> None:
         # seed_everything(s) makes this s; an unseeded run still gets fixed views for its own lifetime
         self._view_seed = torch.initial_seed() % (2**63)
+
+    def on_train_start(self) -> None:
+        check_train_loader(self)  # a batch too small for the loss is an error before the first step
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self.ssl_step(batch)
@@ -322,6 +328,7 @@ class SSLMethod(HubMixin, L.LightningModule):
         checkpoint["zoo_training_record"] = self.training_record()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_classes(checkpoint, self.hparams.num_classes, type(self).__name__)
         self._training_record = dict(checkpoint.get("zoo_training_record", {}))
 
     def training_record(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
 from zoo.nn.heads import MLPHead
 from zoo.registry import register_method
+from zoo.validation import check_images
 
 #: BYOL's asymmetric augmentations (Appendix B, Table 6): colour jitter (0.4, 0.4, 0.2, 0.1) with p 0.8, grayscale
 #: p 0.2, Gaussian blur p 1.0 / 0.1, solarisation p 0.0 / 0.2 for the two views.
@@ -35,6 +36,8 @@ class BYOL(MomentumMethod):
     ℓ(q(g(f(v₁))), sg(g'(f'(v₂)))) + ℓ(q(g(f(v₂))), sg(g'(f'(v₁)))) with ℓ = 2 − 2cos; then ξ ← τξ + (1 − τ)θ.
     Evaluation uses the online encoder f.
     """
+
+    min_batch_size = 2  # batch-norm statistics of its projector and predictor
 
     def __init__(
         self,
@@ -68,7 +71,7 @@ class BYOL(MomentumMethod):
         self.init_evaluation(feature_dim)
 
     def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(images)
+        return self.encoder(check_images(images, self.encoder, f"{type(self).__name__}.embed"))
 
     def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
         return [views(images, self.view_generator(i), sizes) for i, views in enumerate(self.views)]

@@ -19,6 +19,7 @@ from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
 from zoo.nn.block_masking import MultiBlockMaskConfig, MultiBlockMasks, multi_block_masks, resolve_multi_block_config
 from zoo.registry import register_method
+from zoo.validation import check_images
 
 #: I-JEPA's only augmentation: RandomResizedCrop with scale (0.3, 1) (release configs; no flip, no colour)
 IJEPA_VIEW: ImageViewConfig = {
@@ -138,6 +139,9 @@ class IJEPA(MomentumMethod):
         self.predictor = JEPAPredictor(dim, self.encoder.grid_size, predictor_dim, predictor_depth, predictor_heads)
         self.target_encoder = self.make_target(self.encoder)
         self.views = ImageViews({**IJEPA_VIEW, **(view or {})})
+        crop = self.views.config["output_size"]
+        if crop is not None and crop != self.encoder.img_size:
+            raise ValueError(f"view output_size={crop} differs from the ViT encoder's img_size={self.encoder.img_size}")
         self.init_evaluation(dim)
 
     # ---- the two places DMT-JEPA changes ------------------------------------------------------------------------
@@ -156,7 +160,7 @@ class IJEPA(MomentumMethod):
         return self.target_encoder  # I-JEPA evaluates (and fine-tunes) the target encoder
 
     def embed(self, images: Tensor) -> Tensor:
-        return self.target_encoder(images).mean(1)
+        return self.target_encoder(check_images(images, self.target_encoder, f"{type(self).__name__}.embed")).mean(1)
 
     def current_tau(self) -> float:
         """τ rises linearly from ``ema_tau_base`` to ``ema_tau_final`` over the run's optimizer steps (I-JEPA's

@@ -14,6 +14,7 @@ from zoo.losses.nt_xent import nt_xent_loss
 from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.nn.heads import MLPHead
 from zoo.registry import register_method
+from zoo.validation import check_images
 
 
 @register_method("simclr")
@@ -24,6 +25,8 @@ class SimCLR(SSLMethod):
     Algorithm: x → (t(x), t'(x)) on the device → f (encoder, both views in one pass) → g (projector) →
     NT-Xent(z₁, z₂; τ) with every other view in the (all-gathered) batch as a negative. Evaluation uses f's output.
     """
+
+    min_batch_size = 2  # NT-Xent on a batch of 1 has no negatives: its loss is 0
 
     def __init__(
         self,
@@ -59,7 +62,7 @@ class SimCLR(SSLMethod):
         self.init_evaluation(feature_dim)
 
     def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(images)
+        return self.encoder(check_images(images, self.encoder, f"{type(self).__name__}.embed"))
 
     def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
         return [self.views(images, self.view_generator(i), sizes) for i in range(2)]

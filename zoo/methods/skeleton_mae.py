@@ -16,6 +16,7 @@ from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.nn.distributed import mean_over_ranks
 from zoo.nn.masking import SKELETON_MASK_STRATEGIES, skeleton_mask
 from zoo.registry import register_method
+from zoo.validation import check_tensor
 
 TARGETS = ("input", "embedding")
 
@@ -163,5 +164,6 @@ class SkeletonMAE(SSLMethod):
         return STRLHead(self.encoder.num_features, num_classes, **kwargs)
 
     def embed(self, skeletons: Tensor) -> Tensor:
+        check_tensor(skeletons, f"{type(self).__name__}.embed", "skeletons [B, C, T, V, M]", ndim=5)
         encoded, present = self.encoder(skeletons)
         return self.pool(encoded, present)

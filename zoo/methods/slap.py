@@ -20,6 +20,7 @@ from zoo.methods.momentum import MomentumMethod
 from zoo.nn.heads import MLPHead
 from zoo.nn.tokenizers import WordTokenizer
 from zoo.registry import register_method
+from zoo.validation import check_tensor, check_texts
 
 LOSSES = ("slap", "infonce")
 
@@ -40,6 +41,10 @@ class SLAP(MomentumMethod):
     space used for retrieval and zero-shot is ``audio_space`` / ``text_space`` (normalised predictions q, as SLAP
     evaluates; projections z for ``infonce``).
     """
+
+    min_batch_size = 2  # its batch-norm heads (and InfoNCE's negatives) need other samples
+    #: filled in from the training data when the config leaves them None (see ``setup``)
+    hparams_from_data = ("vocabulary", "class_names")
 
     input_key = "audio"
 
@@ -157,12 +162,12 @@ class SLAP(MomentumMethod):
         return self.audio_encoder
 
     def embed(self, audio: Tensor) -> Tensor:
-        """Audio encoder features of waveforms ``[B, samples]`` at the encoder's sample rate."""
-        return self.audio_encoder(audio)
+        """Audio encoder features of float waveforms ``[B, samples]`` at the encoder's sample rate."""
+        return self.audio_encoder(check_tensor(audio, f"{type(self).__name__}.embed", "waveforms [B, samples]", ndim=2))
 
     def embed_text(self, captions: list[str]) -> Tensor:
         """Text encoder features of a list of captions."""
-        return self.text_encoder(self._text_ids(captions))  # type: ignore[misc]
+        return self.text_encoder(self._text_ids(check_texts(captions, f"{type(self).__name__}.embed_text")))  # type: ignore[misc]
 
     def audio_space(self, audio: Tensor) -> Tensor:
         """Normalised audio embedding in the shared space (q for SLAP, z for InfoNCE)."""

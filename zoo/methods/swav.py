@@ -18,6 +18,7 @@ from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.nn.distributed import is_distributed, rank, world_size
 from zoo.nn.heads import MLPHead, Prototypes
 from zoo.registry import register_method
+from zoo.validation import check_images
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class SwAV(SSLMethod):
     [+ queue]) over the global batch → L = swapped prediction with log_softmax(S/τ). The prototypes get no update for
     the first ``freeze_prototypes_steps`` optimizer steps. Evaluation uses f's output.
     """
+
+    min_batch_size = 2  # Sinkhorn-Knopp spreads the batch over the prototypes
 
     def __init__(
         self,
@@ -107,7 +110,7 @@ class SwAV(SSLMethod):
         self.init_evaluation(feature_dim)
 
     def embed(self, images: Tensor) -> Tensor:
-        return self.encoder(images)
+        return self.encoder(check_images(images, self.encoder, f"{type(self).__name__}.embed"))
 
     def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
         # multi-crop: every crop of a sample comes from the same decoded image, inside its valid area

@@ -15,6 +15,7 @@ from zoo.methods.momentum import MomentumMethod
 from zoo.nn.jepa_predictor import JEPAPredictor
 from zoo.nn.tabular_masking import TabularMasks, sample_tabular_masks
 from zoo.registry import register_method
+from zoo.validation import check_tensor
 
 
 def linear_tau(step: int, total_steps: int, tau_base: float, tau_final: float = 1.0) -> float:
@@ -104,6 +105,8 @@ class TJEPA(MomentumMethod):
 
     def embed_tokens(self, features: Tensor) -> Tensor:
         """The target encoder's output tokens [B, R + D, h] (input of the downstream adapters)."""
+        d = self.target_encoder.num_features
+        check_tensor(features, f"{type(self).__name__}.embed", f"features [B, {d}]", ndim=2, sizes={1: d}, integers=True)
         return self.target_encoder(features)
 
     def embed(self, features: Tensor) -> Tensor:
