@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 # Nothing here imports torch or Lightning: `zoo`, `zoo --help`, `zoo list` and argument errors answer in well under a
 # second; each command imports what it needs when it runs.
-from zoo.cli_errors import CLIError, run_command, summarize_parser_error
+from zoo.cli_errors import CLIError, run_command  # noqa: F401  (CLIError: the class zoo commands raise)
 
 #: the LightningCLI subcommands (zoo/lightning_cli.py), with their one-line summaries
 LIGHTNING_COMMANDS = {
@@ -65,7 +65,7 @@ def _list(argv: list[str]) -> int:
 
 
 def _export(argv: list[str]) -> int:
-    from zoo.hub import export_checkpoint
+    from zoo.atomic import check_writable
 
     parser = argparse.ArgumentParser(prog="zoo export", description="Turn a zoo Lightning checkpoint into a Hub folder.")
     parser.add_argument("checkpoint", help="path to a .ckpt written by `zoo fit`")
@@ -75,6 +75,9 @@ def _export(argv: list[str]) -> int:
         help="leave out what from_pretrained rebuilds (BYOL/SLAP EMA targets): a smaller folder with the same embeddings",
     )
     args = parser.parse_args(argv)
+    check_writable(Path(args.directory).resolve().parent)  # before loading: names the folder, not a temp name
+    from zoo.hub import export_checkpoint
+
     out = export_checkpoint(args.checkpoint, args.directory, inference_only=args.inference_only)
     print(f"exported {args.checkpoint} -> {out}")
     return 0
@@ -214,19 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         print(lightning_command_help(command))
         return 0
     args = ["--help" if a == "--help-all" else a for a in args]
-    if argv is None:  # LightningCLI reads sys.argv itself (given args too, it warns that they would be ignored)
-        sys.argv[1:] = args
     prog = f"zoo {command}" if command in LIGHTNING_COMMANDS else "zoo"
-    return run_command(prog, lambda: _run_lightning(None if argv is None else args), tool=False)
+    return run_command(prog, lambda: _run_lightning(args), tool=False)
 
 
-def _run_lightning(args: list[str] | None) -> int:
+def _run_lightning(args: list[str]) -> int:
     from zoo.lightning_cli import ZooCLI
 
-    try:
-        ZooCLI(args=args)
-    except argparse.ArgumentError as e:  # the parser runs with exit_on_error=False: its report, as one line
-        raise CLIError(summarize_parser_error(str(e))) from e
+    ZooCLI(args=args)
     return 0
 
 

@@ -60,6 +60,14 @@ def describe_os_error(e: OSError) -> str:
     return text
 
 
+# Lightning's messages when a config asks for a GPU that the machine does not have
+_NO_GPU = ("No supported gpu backend found", "can not run on your system", "no GPUs available", "CUDA is not available")
+_NO_GPU_HINT = (
+    "this machine has no usable GPU: the GPU presets (configs/trainer/gpu_bf16.yaml, ddp*.yaml, fsdp_bf16.yaml, "
+    "multinode.yaml) need one; on CPU use configs/trainer/cpu.yaml or --trainer.accelerator cpu"
+)
+
+
 def _module_class(module: str, name: str) -> type | None:
     # only a module that is already imported can have raised its exception: look it up without importing it
     mod = sys.modules.get(module)
@@ -85,13 +93,36 @@ def user_error(e: BaseException, tool: bool) -> tuple[str, int] | None:
         return text, 1
     misconfigured = _module_class("lightning.fabric.utilities.exceptions", "MisconfigurationException")
     if misconfigured is not None and isinstance(e, misconfigured):
-        return " ".join(text.split()), 2
+        text = " ".join(text.split())
+        if any(marker in text for marker in _NO_GPU):
+            text = f"{text.rstrip('!.')}; {_NO_GPU_HINT}"
+        return text, 2
     if isinstance(e, FileNotFoundError) and e.errno is None:
         return text, 2  # raised by zoo's own checks with a full sentence
     if isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRNOS:
         return describe_os_error(e), 1 if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 2
     if tool and isinstance(e, (KeyError, ValueError)):  # PretrainedLoadError is a ValueError
         return text, 2
+    return None
+
+
+def missing_dependency(e: BaseException) -> str | None:
+    """One line when ``e`` was caused by an optional package that is not installed (e.g. a TensorBoard logger without
+    tensorboard: jsonargparse reports that as the logger value being "expected a bool"); None otherwise."""
+    class_path = None
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if match := re.search(r"Problem with given class_path '([^']+)'", str(cause)):
+            class_path = match[1]
+        if isinstance(cause, ImportError):
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0].rstrip(".")
+            where = f"{class_path} cannot be used: " if class_path else ""
+            if "tensorboard" in reason.lower():
+                reason = "tensorboard is not installed: `pip install tensorboard`"
+            return f"{where}{reason}"
+        cause = cause.__cause__ or cause.__context__
     return None
 
 
