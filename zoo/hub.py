@@ -167,7 +167,7 @@ def resolve_file(model_id: str, filename: str, **download_kwargs: Any) -> Path:
         return Path(hf_hub_download(repo_id=model_id, filename=filename, **download_kwargs))
     except (HfHubHTTPError, OSError) as e:  # offline, unknown repo, missing file, no access
         if offline:
-            raise PretrainedLoadError(f"{model_id}: {offline}, and {filename} of this repo is not in the local Hub cache") from None
+            raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub: {offline}, and it is not in the local Hub cache") from None
         reason = " ".join(str(e).split())
         raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub ({type(e).__name__}: {reason})") from None
 

@@ -7,6 +7,8 @@ Kept apart from ``zoo.cli`` (the entry point) because defining these classes imp
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,26 @@ A LightningCLI over every registered method (`zoo list` shows their class paths)
 ``feature_schema`` to the method's tokenizer. `--print_config` shows the whole configuration a command would run."""
 
 
-_NOT_RESUMABLE = "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable"
+def silence_warnings_that_do_not_apply_to_zoo() -> None:
+    """Lightning warnings printed on every run with a zoo datamodule, none of which the user can or should act on."""
+    # a zoo datamodule saves its train position in every checkpoint and resumes mid-epoch exactly (zoo/data/base.py);
+    # Lightning only recognises loaders that have their own state_dict, and warns on every mid-epoch resume
+    warnings.filterwarnings(
+        "ignore", category=PossibleUserWarning,
+        message="You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable",
+    )
+    # zoo's datamodules leave on_after_batch_transfer to the method by design (views and masks drawn on the device)
+    warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`")
+    # Lightning's own pytree helper on a newer torch: nothing for a zoo user to change
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdvertisement) for f in logger.filters):
+        logger.addFilter(_NoAdvertisement())
+
+
+class _NoAdvertisement(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud logging")
 
 
 def drop_progress_bars_when_disabled(trainer_config: Any) -> None:
@@ -91,8 +112,8 @@ class ZooLightningCLI(LightningCLI):
         try:
             super()._parse_ckpt_path()
         except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-            if isinstance(e, OSError) and e.errno is not None:
-                raise
+            if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM):
+                raise  # an unreadable file, not a bad one: reported as such
             raise CLIError(f"--ckpt_path {ckpt_path}: not a readable checkpoint, truncated or not written by torch.save "
                            f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
 
@@ -106,6 +127,8 @@ class ZooLightningCLI(LightningCLI):
         return trainer
 
     def instantiate_classes(self) -> None:
+        # the datamodule of a zoo CLI is a ZooDataModule (its datamodule_class), instantiated below with the trainer
+        silence_warnings_that_do_not_apply_to_zoo()
         # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
         # fails here, before any training, with the class's own message instead of a traceback.
         try:
@@ -116,10 +139,6 @@ class ZooLightningCLI(LightningCLI):
                 raise CLIError(missing) from e
             # jsonargparse wraps the class's message in its Union report: keep the message
             raise CLIError(f"{type(e).__name__}: {summarize_parser_error(str(e.args[0] if e.args else e))}") from e
-        if isinstance(self.datamodule, ZooDataModule):
-            # a zoo datamodule saves its train position in every checkpoint and resumes mid-epoch exactly
-            # (zoo/data/base.py); Lightning only recognises loaders with their own state_dict and warns on every resume
-            warnings.filterwarnings("ignore", message=_NOT_RESUMABLE, category=PossibleUserWarning)
 
 
 class ZooCLI(ZooLightningCLI):
