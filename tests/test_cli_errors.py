@@ -276,3 +276,24 @@ def test_lightning_warnings_that_do_not_apply_to_zoo_are_silenced_and_others_are
                        " not resumable. This can cause unreliable results.", category=PossibleUserWarning)
         rank_zero_warn("The number of training batches (2) is smaller than the logging interval", category=PossibleUserWarning)
     assert [str(w.message)[:30] for w in caught] == ["The number of training batches"]
+
+
+# ---- progress during minutes of silent work ------------------------------------------------------------------------
+
+
+def test_pseudo_labelling_prints_progress_once_then_uses_the_cache(tmp_path, caplog):
+    import logging
+
+    from zoo.data.pseudo_labels import DEFAULT_PSEUDO_LABEL_CONFIG, cached_pseudo_labels
+
+    images = torch.randint(0, 256, (24, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    config = {**DEFAULT_PSEUDO_LABEL_CONFIG, "autoencoder_epochs": 2, "cache_dir": str(tmp_path)}
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
+        labels = cached_pseudo_labels(images, 4, config)
+        first = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        assert (cached_pseudo_labels(images, 4, config) == labels).all()
+        second = [r.getMessage() for r in caplog.records]
+    assert [m.split(":")[1].split()[0] for m in first] == ["computing", "autoencoder", "autoencoder", "k-means", "done"]
+    assert "autoencoder epoch 2/2: reconstruction MSE" in first[2] and f"cached in {tmp_path}" in first[0]
+    assert second == []  # cached: nothing to report

@@ -119,9 +119,13 @@ def _data(argv: list[str]) -> int:
     import importlib
 
     builders = {"skeleton-actions": "zoo.data.skeleton_generator", "music-captions": "zoo.data.music_captions"}
-    parser = argparse.ArgumentParser(prog="zoo data", description="Build a generated dataset.", exit_on_error=False)
+    # after `build DATASET`, --help is the builder's (its options), not this parser's
+    parser = argparse.ArgumentParser(prog="zoo data", description="Build a generated dataset.", exit_on_error=False, add_help=len(argv) < 2)
     parser.add_argument("action", choices=["build"])
     parser.add_argument("dataset", choices=sorted(builders))
+    if argv in (["-h"], ["--help"]):
+        parser.print_help()
+        return 0
     try:
         if len(argv) < 2:  # argparse would exit on a missing positional even with exit_on_error=False
             raise argparse.ArgumentError(None, "expected: build DATASET DIR")
