@@ -53,10 +53,10 @@ def describe_os_error(e: OSError) -> str:
         return str(e.args[0] if e.args else e)
     path = e.filename if e.filename is not None else ""
     text = f"{path}: {e.strerror}" if path else e.strerror
-    if e.errno == errno.ENOSPC:
-        text += " (the disk is full: free space or write elsewhere)"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += "; free space or write elsewhere"
     elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and path:
-        text += " (choose a folder you can write to)"
+        text += "; choose a folder you can write to"
     return text
 
 

@@ -107,7 +107,8 @@ class ZooLightningCLI(LightningCLI):
         if ckpt_path and Path(ckpt_path).is_dir():
             hint = " (a Hub folder: `zoo finetune --pretrained` or zoo.from_pretrained load it)" if (Path(ckpt_path) / "config.json").is_file() else ""
             raise CLIError(f"--ckpt_path {ckpt_path} is a folder{hint}; --ckpt_path takes a .ckpt file written by `zoo fit`")
-        if ckpt_path and not Path(ckpt_path).exists() and "://" not in str(ckpt_path) and ckpt_path not in ("last", "best", "hpc", "registry"):
+        special = str(ckpt_path) in ("last", "best", "hpc") or str(ckpt_path).startswith("registry") or "://" in str(ckpt_path)
+        if ckpt_path and not special and not Path(ckpt_path).exists():
             raise CLIError(f"--ckpt_path {ckpt_path}: no such file")
         try:
             super()._parse_ckpt_path()
