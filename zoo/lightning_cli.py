@@ -52,7 +52,7 @@ def silence_warnings_that_do_not_apply_to_zoo() -> None:
 
 class _NoAdvertisement(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip: For seamless cloud logging")
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud")  # litlogger, litmodels
 
 
 def drop_progress_bars_when_disabled(trainer_config: Any) -> None:
