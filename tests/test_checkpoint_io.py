@@ -30,7 +30,7 @@ def test_failure_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     io.save_checkpoint({"step": 1, "w": torch.arange(1000.0)}, path)
     before = path.read_bytes()
 
-    def torn_write(obj, f):  # half a checkpoint reaches the disk, then the disk is full
+    def torn_write(obj, f):  # serialisation fails half-way (the disk-level tear: tests/test_cli_errors.py)
         f.write(before[: len(before) // 2])
         raise OSError(28, "No space left on device")
 

@@ -133,6 +133,7 @@ def test_push_to_hub_uploads_the_saved_folder(model, monkeypatch, tmp_path):
         return "commit-url"
 
     monkeypatch.setattr("huggingface_hub.HfApi.create_repo", fake_create_repo)
+    monkeypatch.setattr("zoo.hub.hub_unreachable_reason", lambda timeout=3.0: None)  # the Hub is faked: reachable
     monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
     assert model.push_to_hub("org/simclr-test", token="x") == "commit-url"
     assert calls["repo_id"] == "org/simclr-test"
@@ -256,6 +257,7 @@ def test_zoo_push_uploads_a_loadable_folder_and_refuses_a_broken_one(saved, monk
         return f"https://huggingface.co/{repo_id}/commit/abc"
 
     monkeypatch.setattr("huggingface_hub.HfApi.create_repo", fake_create_repo)
+    monkeypatch.setattr("zoo.hub.hub_unreachable_reason", lambda timeout=3.0: None)  # the Hub is faked: reachable
     monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
     assert main(["push", str(saved), "org/simclr-test", "--private", "--token", "hf_x"]) == 0
     assert calls == [

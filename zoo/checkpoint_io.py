@@ -10,10 +10,7 @@ and ``os.replace``\\ s it in (atomic on POSIX within one filesystem). ``zoo fit`
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from pathlib import Path
+import io
 from typing import Any
 
 import torch
@@ -21,39 +18,22 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from zoo.atomic import write_atomic
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` whose local saves go to a sibling temp file, then ``os.replace`` onto the target.
-    Remote paths (``s3://`` …) keep Lightning's own writer."""
+    Remote paths (``s3://`` …) keep Lightning's own writer.
+
+    A save that fails (a full disk) removes its temp file, leaves the previous checkpoint as it was and raises an
+    ``OSError`` naming the checkpoint, which ``zoo fit`` reports as one line."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file what a plain open() would
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_directory(target.parent)
-
-
-def _fsync_directory(folder: Path) -> None:
-    # the rename itself is durable only once the directory entry is on disk; not every OS/filesystem allows it
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # serialised in memory first (as Lightning's own writer does): the file is then written with plain file I/O,
+        # whose errors are OSErrors with their errno rather than torch's opaque "file write failed"
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(path, buffer.getbuffer())

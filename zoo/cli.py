@@ -9,6 +9,8 @@
     zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
     zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
 
+``zoo`` / ``zoo --help`` list every command; ``zoo fit --help`` is a short guide (``--help-all``: every option).
+
 The Lightning subcommands are a ``LightningCLI`` over any registered method (``model: class_path: ...``) and any
 zoo datamodule; ``num_classes`` is linked from the datamodule to the method's evaluation heads, and a tabular
 datamodule's ``feature_schema`` to the method's tokenizer.
@@ -18,91 +20,52 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
-from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+# Nothing here imports torch or Lightning: `zoo`, `zoo --help`, `zoo list` and argument errors answer in well under a
+# second; each command imports what it needs when it runs.
+from zoo.cli_errors import CLIError, run_command  # noqa: F401  (CLIError: the class zoo commands raise)
 
-from zoo.checkpoint_io import AtomicCheckpointIO
-from zoo.cli_errors import summarize_parser_error
-from zoo.data.base import DataError, ZooDataModule
-from zoo.methods.base import NonFiniteLossError, SSLMethod
-
-
-class ZooLightningCLI(LightningCLI):
-    """What every zoo LightningCLI shares (``zoo fit|…`` and ``zoo finetune``): atomic checkpoints and one-line
-    errors for configs a class rejects."""
-
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
-        # checkpoints are replaced atomically (zoo/checkpoint_io.py) unless the config chose its own CheckpointIO
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        return trainer
-
-    def instantiate_classes(self) -> None:
-        # A config whose values type-check but that a class rejects (unknown encoder key, bad data path, lr <= 0)
-        # fails here, before any training, with the class's own message instead of a traceback.
-        try:
-            super().instantiate_classes()
-        except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
-            # jsonargparse wraps the class's message in its Union report: keep the message
-            raise CLIError(f"{type(e).__name__}: {summarize_parser_error(str(e.args[0] if e.args else e))}") from e
+#: the LightningCLI subcommands (zoo/lightning_cli.py), with their one-line summaries
+LIGHTNING_COMMANDS = {
+    "fit": "train a method from a recipe: zoo fit --config configs/<method>/<data>.yaml",
+    "validate": "evaluate a checkpoint on the validation split (--ckpt_path CKPT)",
+    "test": "evaluate a checkpoint on the test split (--ckpt_path CKPT)",
+    "predict": "write embeddings of a checkpoint with zoo.eval.EmbeddingWriter (--ckpt_path CKPT)",
+}
+#: the zoo datamodules a recipe's `data: class_path:` can name (checked against the code by tests/test_cli_errors_help.py)
+DATAMODULES = (
+    "zoo.data.images.ImageDataModule",
+    "zoo.data.tabular.TabularDataModule",
+    "zoo.data.skeleton.SkeletonDataModule",
+    "zoo.data.audio_text.AudioTextDataModule",
+)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-class ZooCLI(ZooLightningCLI):
-    """LightningCLI over every registered method and zoo datamodule."""
+def __getattr__(name: str) -> Any:
+    # the LightningCLI classes import Lightning: they live in zoo.lightning_cli and load on first use
+    if name in ("ZooCLI", "ZooLightningCLI"):
+        from zoo import lightning_cli
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
-        super().__init__(
-            model_class=SSLMethod,
-            datamodule_class=ZooDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_kwargs={"overwrite": True},
-            # exit_on_error=False: parse errors raise instead of printing usage and a multi-line report; main()
-            # turns them into one line
-            parser_kwargs={"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter, "exit_on_error": False},
-            args=args,
-            run=run,
-        )
-
-    def parse_arguments(self, parser, args) -> None:  # type: ignore[no-untyped-def]
-        super().parse_arguments(parser, args)
-        # before LightningCLI merges a --ckpt_path checkpoint's hyper-parameters over the config (it would replace
-        # the configured model silently): the checkpoint must match the config, and predict needs one
-        from zoo.validation import check_checkpoint_config
-
-        if self.config.get("subcommand"):
-            settings = self.config[self.config.subcommand]
-            check_checkpoint_config(self.config.subcommand, settings.get("model"), settings.get("ckpt_path"))
-
-    def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        # tabular data: the column schema builds the tokenizer (jsonargparse skips the link for datamodules without it)
-        parser.link_arguments("data.feature_schema", "model.init_args.feature_schema", apply_on="instantiate")
-
-
-class CLIError(Exception):
-    """A user error (config, data, file) reported as one line by :func:`main`."""
+        return getattr(lightning_cli, name)
+    raise AttributeError(f"module 'zoo.cli' has no attribute {name!r}")
 
 
 def _list(argv: list[str]) -> int:
-    import inspect
-
-    from zoo.registry import get_method, list_models
+    from zoo.registry import list_models, method_info
 
     argparse.ArgumentParser(prog="zoo list", description="List the registered methods.").parse_args(argv)
-    for name in list_models():
-        cls = get_method(name)
-        summary = (inspect.getdoc(cls) or "").split("\n")[0]
-        print(f"{name:16s} {cls.__module__}.{cls.__qualname__}  {summary}")
+    infos = {name: method_info(name) for name in list_models()}
+    width = max(len(info.class_path) for info in infos.values())
+    for name, info in infos.items():
+        print(f"{name:13s} {info.class_path:{width}s}  {info.summary}")
     return 0
 
 
 def _export(argv: list[str]) -> int:
-    from zoo.hub import export_checkpoint
+    from zoo.atomic import check_writable
 
     parser = argparse.ArgumentParser(prog="zoo export", description="Turn a zoo Lightning checkpoint into a Hub folder.")
     parser.add_argument("checkpoint", help="path to a .ckpt written by `zoo fit`")
@@ -112,6 +75,9 @@ def _export(argv: list[str]) -> int:
         help="leave out what from_pretrained rebuilds (BYOL/SLAP EMA targets): a smaller folder with the same embeddings",
     )
     args = parser.parse_args(argv)
+    check_writable(Path(args.directory).resolve().parent)  # before loading: names the folder, not a temp name
+    from zoo.hub import export_checkpoint
+
     out = export_checkpoint(args.checkpoint, args.directory, inference_only=args.inference_only)
     print(f"exported {args.checkpoint} -> {out.directory}" + (f" (replaced {', '.join(out.replaced)})" if out.replaced else ""))
     return 0
@@ -196,12 +162,16 @@ def _data(argv: list[str]) -> int:
     if argv[:1] == ["optimize"]:
         return _data_optimize(argv[1:])
     builders = {"skeleton-actions": "zoo.data.skeleton_generator", "music-captions": "zoo.data.music_captions"}
+    # after `build DATASET`, --help is the builder's (its options), not this parser's
     parser = argparse.ArgumentParser(
         prog="zoo data", description="Build a generated dataset, or write litdata shards (zoo data optimize).",
-        exit_on_error=False,
+        exit_on_error=False, add_help=len(argv) < 2,
     )
     parser.add_argument("action", choices=["build", "optimize"])
     parser.add_argument("dataset", choices=sorted(builders))
+    if argv in (["-h"], ["--help"]):
+        parser.print_help()
+        return 0
     try:
         if len(argv) < 2:  # argparse would exit on a missing positional even with exit_on_error=False
             raise argparse.ArgumentError(None, "expected: build DATASET DIR")
@@ -217,28 +187,96 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {
     "list": _list, "export": _export, "push": _push, "cards": _cards, "finetune": _finetune,
     "tabular-eval": _tabular_eval, "data": _data,
 }
+TOOL_SUMMARIES = {
+    "list": "the registered methods: name, class path (--model CLASS_PATH) and a one-sentence summary",
+    "export": "turn a zoo fit checkpoint into a Hub folder: zoo export CKPT DIR",
+    "push": "upload a Hub folder to the Hugging Face Hub: zoo push DIR ORG/REPO",
+    "cards": "regenerate MODEL_CARD.md from checkpoints/*/README.md (--check: only compare)",
+    "finetune": "linear-probe / fine-tune a pretrained encoder: zoo finetune --pretrained DIR --config ...",
+    "tabular-eval": "T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting",
+    "data": "write a generated data set: zoo data build skeleton-actions|music-captions DIR",
+}
+
+
+def top_level_help() -> str:
+    """``zoo`` / ``zoo --help``: every command with one line."""
+    rows = {**LIGHTNING_COMMANDS, **TOOL_SUMMARIES}
+    width = max(map(len, rows))
+    lines = [
+        "usage: zoo COMMAND [options]          (zoo COMMAND --help: the command's options)",
+        "",
+        "A PyTorch Lightning model zoo for self-supervised learning.",
+        "",
+        "commands:",
+        *(f"  {name:{width}s}  {summary}" for name, summary in rows.items()),
+    ]
+    return "\n".join(lines)
+
+
+def lightning_command_help(command: str) -> str:
+    """``zoo fit --help``: where the methods, datamodules, recipes and options are (the full Lightning help, ~400
+    lines, is ``--help-all``)."""
+    from zoo.registry import list_models, method_info
+
+    methods = {name: method_info(name).class_path for name in list_models()}
+    width = max(map(len, methods))
+    recipes: dict[str, list[str]] = {}
+    if CONFIGS.is_dir():
+        for path in sorted(CONFIGS.glob("*/*.yaml")):
+            recipes.setdefault(path.parent.name, []).append(path.stem)
+    presets = recipes.pop("trainer", [])
+    shown = "configs" if Path.cwd() / "configs" == CONFIGS else str(CONFIGS)
+    lines = [
+        f"usage: zoo {command} --config configs/<method>/<data>.yaml [--config configs/trainer/<preset>.yaml] [--KEY VALUE ...]",
+        "",
+        f"{command}: {LIGHTNING_COMMANDS[command]}",
+        "Every key of the config is also an option (--model.init_args.lr 0.1, --trainer.max_epochs 5, --data.init_args.batch_size 64).",
+        "",
+        "methods (model.class_path; `zoo list` for what each one does):",
+        *(f"  {name:{width}s}  {path}" for name, path in methods.items()),
+        "datamodules (data.class_path):",
+        *(f"  {path}" for path in DATAMODULES),
+    ]
+    if recipes:
+        lines += [f"recipes ({shown}/<method>/<data>.yaml):", *(f"  {m}: {', '.join(r)}" for m, r in recipes.items())]
+    if presets:
+        lines += [f"trainer presets (a second --config {shown}/trainer/<preset>.yaml):", f"  {', '.join(presets)}"]
+    lines += [
+        "options:",
+        "  --config FILE            a recipe (several: later ones override earlier ones)",
+        "  --print_config           print the whole configuration this command would run, then exit",
+        "  --model.help CLASS_PATH  a method's options, e.g. --model.help zoo.methods.simclr.SimCLR",
+        "  --data.help CLASS_PATH   a datamodule's options, e.g. --data.help zoo.data.images.ImageDataModule",
+        "  --ckpt_path CKPT         resume (fit) or the weights to use (validate, test, predict)",
+        "  --help-all               every option (Lightning's full help)",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in TOOLS:
-        try:
-            return TOOLS[args[0]](args[1:])
-        except (CLIError, DataError, FileNotFoundError, KeyError, ValueError) as e:  # PretrainedLoadError is a ValueError
-            print(f"zoo {args[0]}: error: {e.args[0] if e.args else e}", file=sys.stderr)
-            return 2
-    prog = f"zoo {args[0]}" if args and args[0] in ("fit", "validate", "test", "predict") else "zoo"
-    try:
-        ZooCLI(args=argv)  # None → LightningCLI reads sys.argv itself
-    except argparse.ArgumentError as e:  # the parser runs with exit_on_error=False: its report, as one line
-        print(f"{prog}: error: {summarize_parser_error(str(e))}", file=sys.stderr)
+    if not args or args[0] in ("-h", "--help"):
+        print(top_level_help(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    command = args[0]
+    if command in TOOLS:
+        return run_command(f"zoo {command}", lambda: TOOLS[command](args[1:]))
+    if command not in LIGHTNING_COMMANDS and not command.startswith("-"):
+        print(f"zoo: error: unknown command {command!r}; commands: {', '.join([*LIGHTNING_COMMANDS, *TOOLS])} "
+              "(zoo --help says what each does)", file=sys.stderr)
         return 2
-    except (CLIError, DataError, FileNotFoundError) as e:  # data problems surface in the datamodule's setup, before training
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as e:  # not a config error: training ran and diverged
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
+    if command in LIGHTNING_COMMANDS and any(a in ("-h", "--help") for a in args[1:]):
+        print(lightning_command_help(command))
+        return 0
+    args = ["--help" if a == "--help-all" else a for a in args]
+    prog = f"zoo {command}" if command in LIGHTNING_COMMANDS else "zoo"
+    return run_command(prog, lambda: _run_lightning(args), tool=False)
+
+
+def _run_lightning(args: list[str]) -> int:
+    from zoo.lightning_cli import ZooCLI
+
+    ZooCLI(args=args)
     return 0
 
 

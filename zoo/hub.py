@@ -256,10 +256,42 @@ def resolve_file(model_id: str, filename: str, **download_kwargs: Any) -> Path:
         validate_repo_id(model_id)
     except HFValidationError:
         raise PretrainedLoadError(f"{model_id}: no such folder, and not a Hub repo id (org/name)") from None
+    offline = None if download_kwargs.get("local_files_only") else hub_unreachable_reason()
+    if offline:  # the local cache only: huggingface_hub would retry for ~25 s before using it
+        download_kwargs = {**download_kwargs, "local_files_only": True}
     try:
         return Path(hf_hub_download(repo_id=model_id, filename=filename, **download_kwargs))
     except (HfHubHTTPError, OSError) as e:  # offline, unknown repo, missing file, no access
-        raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub ({type(e).__name__}: {e})") from None
+        if offline:
+            raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub: {offline}, and it is not in the local Hub cache") from None
+        reason = " ".join(str(e).split())
+        raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub ({type(e).__name__}: {reason})") from None
+
+
+def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached now, or None when it can (or when a proxy is set, whose reach a
+    direct connection does not tell). One TCP connection: offline, huggingface_hub retries each request for ~25 s."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "offline mode (HF_HUB_OFFLINE) is on"
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")):
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    if not url.hostname:
+        return None
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+    except OSError as e:
+        return f"the Hub ({url.hostname}) cannot be reached: {e.strerror or type(e).__name__} (offline?)"
+    return None
+
+
+class HubError(ValueError):
+    """A Hub request (upload) that failed: offline, no access, bad token."""
 
 
 def read_config(model_id: str, **download_kwargs: Any) -> dict[str, Any]:
@@ -516,11 +548,22 @@ def upload_folder(
     shares the folder stays local."""
     from huggingface_hub import HfApi
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise HubError(f"{repo_id}: not a Hub repo id (org/name): {e}") from None
+    offline = hub_unreachable_reason()
+    if offline:  # before loading the folder: fails in a second
+        raise HubError(f"cannot push {directory} to {repo_id}: {offline}")
     from_pretrained(directory)
     api = HfApi(token=token)
-    repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    upload_kwargs.setdefault("allow_patterns", list(HUB_FILES))
-    return str(api.upload_folder(repo_id=repo, folder_path=str(directory), commit_message=commit_message, **upload_kwargs))
+    try:
+        repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        upload_kwargs.setdefault("allow_patterns", list(HUB_FILES))
+        return str(api.upload_folder(repo_id=repo, folder_path=str(directory), commit_message=commit_message, **upload_kwargs))
+    except (HfHubHTTPError, OSError) as e:  # no token, no write access, connection lost
+        reason = " ".join(str(e).split())
+        raise HubError(f"cannot push {directory} to {repo_id}: {type(e).__name__}: {reason}") from None
 
 
 def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, Any]]:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +31,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Sampler
 
 from zoo.data.base import DataError
+
+
+def _progress(message: str) -> None:
+    # minutes of CPU work before the first training step: say what is happening (rank 0 only, through Lightning's
+    # logger, which the zoo command shows)
+    rank_zero_info(f"G-SimCLR pseudo-labels: {message}")
+
+
+def _elapsed(start: float) -> str:
+    seconds = round(time.monotonic() - start)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class PseudoLabelConfig(TypedDict, total=False):
@@ -115,25 +128,31 @@ class DenoisingAutoencoder(nn.Module):
 
 
 def train_denoising_autoencoder(
-    images: Tensor, epochs: int = 5, batch_size: int = 256, lr: float = 1e-3, noise_std: float = 0.01, seed: int = 0
+    images: Tensor, epochs: int = 5, batch_size: int = 256, lr: float = 1e-3, noise_std: float = 0.01, seed: int = 0,
+    progress: bool = False,
 ) -> DenoisingAutoencoder:
     """Fit :class:`DenoisingAutoencoder` on uint8 images [N, C, H, W]: MSE between the reconstruction of
-    ``clamp(x + σ·ε, 0, 1)`` and ``x``, Adam, seeded."""
+    ``clamp(x + σ·ε, 0, 1)`` and ``x``, Adam, seeded. ``progress``: a line per epoch (rank 0)."""
+    start = time.monotonic()
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = DenoisingAutoencoder(images.shape[1])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(images), batch_size):
-            clean = images[order[start : start + batch_size]].float() / 255.0
+        total, batches = 0.0, 0
+        for first in range(0, len(images), batch_size):
+            clean = images[order[first : first + batch_size]].float() / 255.0
             noisy = (clean + noise_std * torch.randn(clean.shape, generator=generator)).clamp(0, 1)
             loss = F.mse_loss(model(noisy), clean)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            total, batches = total + loss.item(), batches + 1
+        if progress:
+            _progress(f"autoencoder epoch {epoch + 1}/{epochs}: reconstruction MSE {total / max(batches, 1):.5f} ({_elapsed(start)})")
     return model.eval()
 
 
@@ -176,13 +195,21 @@ def _chunked_distances(x: np.ndarray, centroids: np.ndarray, chunk: int = 4096) 
     return torch.cat([torch.cdist(xt[i : i + chunk], ct) ** 2 for i in range(0, len(xt), chunk)]).numpy()
 
 
-def compute_pseudo_labels(images: Tensor, num_clusters: int, config: dict[str, Any]) -> np.ndarray:
-    """Steps 1-2: autoencoder embeddings of uint8 ``images`` → balanced k-means pseudo-labels."""
+def compute_pseudo_labels(images: Tensor, num_clusters: int, config: dict[str, Any], progress: bool = False) -> np.ndarray:
+    """Steps 1-2: autoencoder embeddings of uint8 ``images`` → balanced k-means pseudo-labels. ``progress``: a line
+    per step (rank 0)."""
+    start = time.monotonic()
     model = train_denoising_autoencoder(
         images, config["autoencoder_epochs"], config["autoencoder_batch_size"], config["autoencoder_lr"],
-        config["noise_std"], config["seed"],
+        config["noise_std"], config["seed"], progress=progress,
     )
-    return balanced_kmeans(autoencoder_embeddings(model, images).numpy(), num_clusters, config["seed"])
+    embeddings = autoencoder_embeddings(model, images).numpy()
+    if progress:
+        _progress(f"k-means of {len(images)} embeddings into {num_clusters} balanced clusters ({_elapsed(start)})")
+    labels = balanced_kmeans(embeddings, num_clusters, config["seed"])
+    if progress:
+        _progress(f"done in {_elapsed(start)}")
+    return labels
 
 
 def cached_pseudo_labels(images: Tensor, num_clusters: int, config: dict[str, Any]) -> np.ndarray:
@@ -197,7 +224,11 @@ def cached_pseudo_labels(images: Tensor, num_clusters: int, config: dict[str, An
         labels = np.load(path, allow_pickle=False)
         if labels.shape == (len(images),):
             return labels
-    labels = compute_pseudo_labels(images, num_clusters, config)
+    _progress(
+        f"computing them for {len(images)} images (once; cached in {cache_dir}): a denoising autoencoder for "
+        f"{config['autoencoder_epochs']} epochs, then k-means with k={num_clusters}; minutes on a CPU"
+    )
+    labels = compute_pseudo_labels(images, num_clusters, config, progress=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".npy.tmp", delete=False) as f:
         np.save(f, labels, allow_pickle=False)

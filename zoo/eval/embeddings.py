@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from zoo.atomic import check_writable, write_atomic
 
 
 class EmbeddingWriter(BasePredictionWriter):
@@ -27,6 +28,16 @@ class EmbeddingWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output_path = Path(output_path)
 
+    def _path(self, trainer: Any) -> Path:
+        path = self.output_path
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        return path
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        # fail before predicting (OSError naming the folder: one line from the CLI) rather than after it
+        check_writable(self._path(trainer).parent)
+
     def write_on_epoch_end(self, trainer: Any, pl_module: Any, predictions: Sequence[Any], batch_indices: Sequence[Any]) -> None:
         # one loader gives a list of batch outputs, several a list of such lists: flatten to batches in loader order
         several = bool(predictions) and isinstance(predictions[0], list)
@@ -42,10 +53,7 @@ class EmbeddingWriter(BasePredictionWriter):
         if indices and all(idx is not None for idx in indices):
             # dataset row of each embedding: puts per-rank shards (strided by the distributed sampler) back in order
             tensors["index"] = torch.as_tensor([i for idx in indices for i in idx], dtype=torch.long)
-        path = self.output_path
-        if trainer.world_size > 1:
-            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"method": pl_module.method_name})
-        os.replace(tmp, path)
+        # serialised in memory, then written atomically with plain file I/O (zoo/atomic.py): a full disk raises an
+        # OSError naming the file and leaves no partial file (safetensors' own writer reports an opaque error)
+        data = save({k: v.contiguous() for k, v in tensors.items()}, metadata={"method": pl_module.method_name})
+        write_atomic(self._path(trainer), data)

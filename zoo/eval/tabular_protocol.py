@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.atomic import check_writable, write_atomic
+
 ADAPTERS = ("mean", "per_token", "flatten")
 
 
@@ -332,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="also save the model as a Hub folder whose card reports these test numbers")
     args = parser.parse_args(argv)
+    # the protocol takes minutes: an output that cannot be written fails now, not after it
+    if args.output:
+        check_writable(Path(args.output).resolve().parent)
+    if args.export:
+        check_writable(Path(args.export).resolve().parent)
     model, datamodule = load_model_and_data(args.model, args.dataset)
     head = HeadConfig(max_epochs=args.max_epochs, patience=args.patience)
     result = evaluate_tabular(
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(result.markdown())
     if args.output:
-        Path(args.output).write_text(json.dumps({**result.to_json(), "head": asdict(head), "model": args.model}, indent=2))
+        write_atomic(args.output, json.dumps({**result.to_json(), "head": asdict(head), "model": args.model}, indent=2))
     if args.export:
         export_with_results(model, result, args.export)
         print(f"exported {args.model} -> {args.export}")
