@@ -29,11 +29,11 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from zoo import rundir
 from zoo.checkpoint_io import AtomicCheckpointIO
 from zoo.cli_errors import summarize_parser_error
 from zoo.data.base import DataError, ZooDataModule
 from zoo.methods.base import NonFiniteLossError, SSLMethod
-from zoo import rundir
 
 
 class ZooLightningCLI(LightningCLI):
@@ -52,6 +52,7 @@ class ZooLightningCLI(LightningCLI):
         given = kwargs.get("args")
         self._argv = [str(a) for a in (sys.argv[1:] if given is None else given)] if not isinstance(given, dict) else []
         self._lock: rundir.RunLock | None = None
+        self._guard: rundir.RunGuard | None = None
         self._resume = self._overwrite = False
         #: the checkpoint ``--resume`` continues from (``zoo finetune`` passes it to ``trainer.fit``)
         self.resume_ckpt_path: str | None = None
@@ -94,15 +95,6 @@ class ZooLightningCLI(LightningCLI):
         if not config.trainer.get("default_root_dir"):
             config.trainer.default_root_dir = self.default_run_dir(config)
         self.run_dir = Path(config.trainer.default_root_dir)
-        if self._training and rundir.is_launcher_rank_zero():
-            self._lock = rundir.RunLock(self.run_dir)
-            try:
-                note = self._lock.acquire(command=shlex.join([*shlex.split(self.prog), *self._argv]))
-            except rundir.RunDirError as e:
-                self._lock = None
-                raise CLIError(str(e)) from None
-            if note:
-                print(f"{self._prog()}: note: {note}", file=sys.stderr)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -121,16 +113,26 @@ class ZooLightningCLI(LightningCLI):
         return trainer
 
     def _claim_run_dir(self, trainer: Trainer, own_logs: Any) -> None:
-        """Resume, overwrite or refuse a directory that holds another run's checkpoints; add the :class:`RunGuard`."""
+        """Lock the run directory; resume, overwrite or refuse it when it holds another run's checkpoints; add the
+        :class:`RunGuard`. Runs once the config has built every object, so a config error leaves no directory behind."""
+        if rundir.is_launcher_rank_zero():
+            self._lock = rundir.RunLock(self.run_dir)
+            try:
+                note = self._lock.acquire(command=shlex.join([*shlex.split(self.prog), *self._argv]))
+            except rundir.RunDirError as e:
+                self._lock = None
+                raise CLIError(str(e)) from None
+            if note:
+                print(f"{self._prog()}: note: {note}", file=sys.stderr)
         checkpoint_dirs = [cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
         config = self.config_init.get(str(self.subcommand), self.config_init)
         ckpt_path = config.get("ckpt_path") if self.subcommand == "fit" else None
         prog = self._prog()
         command = rundir.resume_command(self.prog, self._argv)
-        guard = rundir.RunGuard(self.run_dir, self._lock, command=command, prog=prog)
+        guard = self._guard = rundir.RunGuard(self.run_dir, self._lock, command=command, prog=prog)
         first_checkpoint = next((i for i, cb in enumerate(trainer.callbacks) if isinstance(cb, ModelCheckpoint)), len(trainer.callbacks))
         trainer.callbacks.insert(first_checkpoint, guard)  # before the checkpoint callbacks, as Lightning orders them
-        here = ", ".join(dict.fromkeys(checkpoint_dirs)) or str(self.run_dir)
+        here = ", ".join(dict.fromkeys(rundir.shown(d) for d in checkpoint_dirs)) or str(self.run_dir)
         if self._resume:
             if ckpt_path:
                 raise CLIError(f"--resume continues from the last.ckpt in {here}: leave out --ckpt_path, or --resume")
@@ -141,7 +143,7 @@ class ZooLightningCLI(LightningCLI):
             if self.subcommand == "fit":
                 config["ckpt_path"] = last
             if rundir.is_launcher_rank_zero():
-                print(f"{prog}: resuming from {last}", file=sys.stderr)
+                print(f"{prog}: resuming from {rundir.shown(last)}", file=sys.stderr)
             return
         if not rundir.is_launcher_rank_zero():  # the launcher decided for the whole job before starting this process
             return
@@ -164,6 +166,8 @@ class ZooLightningCLI(LightningCLI):
         )
 
     def _release_run_dir(self) -> None:
+        if self._guard is not None:
+            self._guard.restore_signals()
         if self._lock is not None:
             self._lock.release()
 

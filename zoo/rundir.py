@@ -140,6 +140,13 @@ def checkpoint_files(dirs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def shown(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it: what a user typed, not a realpath."""
+    path = os.path.abspath(path)
+    cwd = os.getcwd()
+    return os.path.relpath(path, cwd) if is_within(path, cwd) else path
+
+
 def is_within(path: str | Path, directory: str | Path) -> bool:
     path, directory = os.path.realpath(path), os.path.realpath(directory)
     return os.path.commonpath([path, directory]) == directory
@@ -155,7 +162,7 @@ def clear_run(checkpoint_dirs: Iterable[str | Path], log_dirs: Iterable[str | Pa
     for path in ckpts:
         path.unlink()
     if ckpts:
-        folders = sorted({str(p.parent) for p in ckpts})
+        folders = sorted({shown(p.parent) for p in ckpts})
         done.append(f"{len(ckpts)} checkpoint{'s' * (len(ckpts) != 1)} ({', '.join(p.name for p in ckpts[:4])}"
                     f"{', ...' if len(ckpts) > 4 else ''}) from {', '.join(folders)}")
     for log_dir in dict.fromkeys(str(d) for d in log_dirs):
@@ -163,10 +170,10 @@ def clear_run(checkpoint_dirs: Iterable[str | Path], log_dirs: Iterable[str | Pa
         for version in versions:
             shutil.rmtree(version)
         if versions:
-            done.append(f"{len(versions)} log folder{'s' * (len(versions) != 1)} from {log_dir}")
+            done.append(f"{len(versions)} log folder{'s' * (len(versions) != 1)} from {shown(log_dir)}")
     if os.path.isfile(config_file):
         os.unlink(config_file)
-        done.append(str(config_file))
+        done.append(shown(config_file))
     return "removed " + "; ".join(done) if done else "nothing to remove"
 
 
@@ -202,7 +209,8 @@ class RunGuard(Callback):
         self.prog = prog
         self._requested: str | None = None
         self._deferring = False
-        self._previous: dict[int, Any] = {}
+        self._saved_handlers: dict[int, Any] = {}
+        self._active = False
         self._saved_step: int | None = None  # global step of this run's latest checkpoint
 
     # signals -----------------------------------------------------------------------------------------------------
@@ -210,23 +218,30 @@ class RunGuard(Callback):
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.getsignal(signum)
+            self._saved_handlers[signum] = signal.getsignal(signum)
             signal.signal(signum, self._on_signal)
+        self._active = True
 
-    def _restore(self) -> None:
-        while self._previous:
-            signum, handler = self._previous.popitem()
-            if threading.current_thread() is threading.main_thread() and signal.getsignal(signum) == self._on_signal:
+    def restore_signals(self) -> None:
+        """Put back the handlers found at the start of the fit. Lightning's own signal handling re-installs, when it
+        tears down, the handlers it found (ours), so the CLI calls this again once the trainer is done."""
+        self._active = False
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._saved_handlers.items():
                 signal.signal(signum, handler)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if not self._previous:  # left installed after the fit (Lightning restores what it found): the defaults
-            if signum == signal.SIGTERM:
-                signal.signal(signum, signal.SIG_DFL)
+        if not self._active:  # after the fit: what the handler found at its start does
+            handler = self._saved_handlers.get(signum, signal.SIG_DFL)
+            signal.signal(signum, handler)
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
                 os.kill(os.getpid(), signum)
-                return
-            raise KeyboardInterrupt
+            return
         if self._deferring and self._requested is None:
             self._requested = name
             if is_launcher_rank_zero():
@@ -276,7 +291,7 @@ class RunGuard(Callback):
         self._saved_step = trainer.global_step
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._restore()
+        self.restore_signals()
         if isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException":
             if trainer.is_global_zero and is_launcher_rank_zero():
                 print(self._interrupted_message(trainer), file=sys.stderr, flush=True)
@@ -284,7 +299,7 @@ class RunGuard(Callback):
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._restore()
+            self.restore_signals()
             self._release()
 
     def _release(self) -> None:
@@ -298,7 +313,7 @@ class RunGuard(Callback):
         if latest is None:
             return f"{where}; no checkpoint was written, so there is nothing to resume (the run starts over)"
         step = f" (step {self._saved_step})" if self._saved_step is not None and latest.name == LAST else ""
-        return f"{where}; latest checkpoint: {latest}{step}\nresume with: {self.command}"
+        return f"{where}; latest checkpoint: {shown(latest)}{step}\nresume with: {self.command}"
 
 
 def _last_checkpoint_path(trainer: Trainer) -> str | None:
