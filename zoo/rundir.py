@@ -223,8 +223,7 @@ class RunGuard(Callback):
         self._active = True
 
     def restore_signals(self) -> None:
-        """Put back the handlers found at the start of the fit. Lightning's own signal handling re-installs, when it
-        tears down, the handlers it found (ours), so the CLI calls this again once the trainer is done."""
+        """Put back the handlers found at the start of training (called again by the CLI once the trainer is done)."""
         self._active = False
         if threading.current_thread() is threading.main_thread():
             for signum, handler in self._saved_handlers.items():
@@ -252,9 +251,10 @@ class RunGuard(Callback):
         raise _Interrupted(name)
 
     # hooks -------------------------------------------------------------------------------------------------------
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._install()
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # after Lightning installed its SIGTERM handler, which this one replaces for the fit: Lightning's would end the
+        # run with SIGTERMException, a SystemExit with status 0, at the next step without a checkpoint
+        self._install()
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._deferring = True
@@ -292,7 +292,7 @@ class RunGuard(Callback):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self.restore_signals()
-        if isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException":
+        if isinstance(exception, KeyboardInterrupt):
             if trainer.is_global_zero and is_launcher_rank_zero():
                 print(self._interrupted_message(trainer), file=sys.stderr, flush=True)
         self._release()
