@@ -77,6 +77,7 @@ def test_a_run_stopped_by_ctrl_c_is_refused_resumed_exactly_or_overwritten(capsy
     assert main(fit_args(str(run), 4, "--resume")) == 0  # last.ckpt stays this run's newest: no last-v1.ckpt
     assert sorted(os.listdir(run / "checkpoints")) == ["last.ckpt"] and step_of(run / "checkpoints" / "last.ckpt") == 4
     assert sorted(os.listdir(run / "logs")) == ["version_0", "version_1"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # after a whole fit too
     assert main(fit_args("runs/whole", 4)) == 0  # the resumed run ends where an uninterrupted one does
     resumed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     whole = torch.load("runs/whole/checkpoints/last.ckpt", weights_only=True)["state_dict"]

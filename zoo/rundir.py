@@ -223,23 +223,21 @@ class RunGuard(Callback):
         self._active = True
 
     def restore_signals(self) -> None:
-        """Put back the handlers found at the start of training (called again by the CLI once the trainer is done)."""
+        """Put back the handlers found at the start of training, once: at its end or on an exception, both before
+        Lightning puts back the ones it found before the fit."""
         self._active = False
         if threading.current_thread() is threading.main_thread():
-            for signum, handler in self._saved_handlers.items():
+            while self._saved_handlers:
+                signum, handler = self._saved_handlers.popitem()
                 signal.signal(signum, handler)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if not self._active:  # after the fit: what the handler found at its start does
-            handler = self._saved_handlers.get(signum, signal.SIG_DFL)
-            signal.signal(signum, handler)
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+        if not self._active:  # still installed once training is over (another thread restored nothing): the default
+            signal.signal(signum, signal.SIG_DFL)
+            if signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), signum)
+            os.kill(os.getpid(), signum)
             return
         if self._deferring and self._requested is None:
             self._requested = name
@@ -261,6 +259,7 @@ class RunGuard(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._deferring = False
+        self.restore_signals()
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._deferring = False
@@ -299,7 +298,6 @@ class RunGuard(Callback):
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
-            self.restore_signals()
             self._release()
 
     def _release(self) -> None:
