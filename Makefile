@@ -33,9 +33,8 @@ fashion-mnist:
 	fi
 
 demo: $(STAMP) fashion-mnist
-	rm -rf $(DEMO_RUN)
 	$(BIN)/zoo fit --config configs/simclr/fashion_mnist.yaml --config configs/trainer/cpu.yaml \
-		--data.init_args.data_dir $(FASHION_MNIST_DIR)
+		--data.init_args.data_dir $(FASHION_MNIST_DIR) --trainer.default_root_dir $(DEMO_RUN) --overwrite
 	$(BIN)/python -m zoo.demo --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt --export-dir checkpoints/simclr-fashion-mnist
 
 test: $(STAMP)

@@ -252,6 +252,11 @@ def main(argv: list[str]) -> int:
         args.append("--model.pretrained" if arg == "--pretrained" else arg.replace("--pretrained=", "--model.pretrained="))
 
     class FineTuneCLI(ZooLightningCLI):
+        prog = "zoo finetune"
+
+        def default_run_dir(self, config: Any) -> str:
+            return "runs/finetune"
+
         def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
@@ -259,7 +264,7 @@ def main(argv: list[str]) -> int:
         FineTuner, ZooDataModule, subclass_mode_data=True, run=False, args=args,
         save_config_kwargs={"overwrite": True}, parser_kwargs={"description": __doc__},
     )
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_ckpt_path)
     checkpoint = cli.trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best)

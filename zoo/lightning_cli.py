@@ -9,16 +9,21 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
+import shlex
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
+from zoo import rundir
 from zoo.checkpoint_io import AtomicCheckpointIO
 from zoo.cli_errors import CLIError, missing_dependency, summarize_parser_error
 from zoo.data.base import ZooDataModule
@@ -82,8 +87,64 @@ def one_column_result_tables(trainer: Trainer) -> None:
 
 
 class ZooLightningCLI(LightningCLI):
-    """What every zoo LightningCLI shares (``zoo fit|…`` and ``zoo finetune``): atomic checkpoints and one-line
-    errors for configs a class rejects."""
+    """What every zoo LightningCLI shares (``zoo fit|…`` and ``zoo finetune``): atomic checkpoints, one-line errors for
+    configs a class rejects, and one run directory per run (zoo/rundir.py).
+
+    The run directory is ``trainer.default_root_dir``: the default logger (``logger: true``) is a CSVLogger in
+    ``<run>/logs``, a ModelCheckpoint without ``dirpath`` writes to ``<run>/checkpoints``, and a config without a
+    logger is saved as ``<run>/config.yaml``. ``fit`` holds the directory's lock for the run and refuses a directory
+    with another run's checkpoints unless given ``--resume`` or ``--overwrite``."""
+
+    #: how a user starts this CLI, for messages and the resume command (``args`` follow it)
+    prog = "zoo"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        given = kwargs.get("args")
+        self._argv = [str(a) for a in (sys.argv[1:] if given is None else given)] if not isinstance(given, dict) else []
+        self._lock: rundir.RunLock | None = None
+        self._guard: rundir.RunGuard | None = None
+        self._resume = self._overwrite = False
+        #: the checkpoint ``--resume`` continues from (``zoo finetune`` passes it to ``trainer.fit``)
+        self.resume_ckpt_path: str | None = None
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._release_run_dir()
+            raise
+        if self.subcommand is not None:  # run=True: the subcommand has run
+            self._release_run_dir()
+
+    def default_run_dir(self, config: Any) -> str:
+        """The run directory of a config without ``trainer.default_root_dir``."""
+        return "runs/zoo"
+
+    def add_default_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
+        super().add_default_arguments_to_parser(parser)
+        parser.add_argument("--resume", action="store_true",
+                            help="fit: continue the run in trainer.default_root_dir from its last.ckpt")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="fit: start the run in trainer.default_root_dir over, removing the earlier run's "
+                                 "checkpoints, logs and config.yaml (nothing else)")
+
+    @property
+    def _training(self) -> bool:
+        return self.subcommand in (None, "fit")  # None: run=False, the caller fits (zoo finetune)
+
+    def _prog(self) -> str:
+        return f"{self.prog} {self.subcommand}" if self.subcommand else self.prog
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        self._resume, self._overwrite = bool(config.get("resume")), bool(config.get("overwrite"))
+        # the saved config.yaml describes the run, not how it was started: re-running it must not overwrite anything
+        config["resume"] = config["overwrite"] = False
+        if (self._resume or self._overwrite) and not self._training:
+            raise CLIError(f"--resume and --overwrite apply to fit, not to {self.subcommand}")
+        if self._resume and self._overwrite:
+            raise CLIError("choose one: --resume continues the run in its directory, --overwrite starts it over")
+        if not config.trainer.get("default_root_dir"):
+            config.trainer.default_root_dir = self.default_run_dir(config)
+        self.run_dir = Path(config.trainer.default_root_dir)
 
     def init_parser(self, **kwargs: Any) -> Any:
         # parse errors raise (instead of printing usage and a multi-line report) so that they become one line
@@ -119,13 +180,81 @@ class ZooLightningCLI(LightningCLI):
                            f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        drop_progress_bars_when_disabled(self._get(self.config_init, "trainer", default={}))
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        drop_progress_bars_when_disabled(trainer_config)
+        if trainer_config.get("logger") in (True, None) and "logger" not in kwargs:
+            kwargs["logger"] = CSVLogger(save_dir=self.run_dir, name=rundir.LOG_NAME)
         trainer = super().instantiate_trainer(**kwargs)
         # checkpoints are replaced atomically (zoo/checkpoint_io.py) unless the config chose its own CheckpointIO
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        checkpoint_dir = os.path.realpath(self.run_dir / rundir.CHECKPOINT_DIR)
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = checkpoint_dir
         one_column_result_tables(trainer)
+        if self._training:
+            self._claim_run_dir(trainer, own_logs=kwargs.get("logger"))
         return trainer
+
+    def _claim_run_dir(self, trainer: Trainer, own_logs: Any) -> None:
+        """Lock the run directory; resume, overwrite or refuse it when it holds another run's checkpoints; add the
+        :class:`RunGuard`. Runs once the config has built every object, so a config error leaves no directory behind."""
+        if rundir.is_launcher_rank_zero():
+            self._lock = rundir.RunLock(self.run_dir)
+            try:
+                note = self._lock.acquire(command=shlex.join([*shlex.split(self.prog), *self._argv]))
+            except rundir.RunDirError as e:
+                self._lock = None
+                raise CLIError(str(e)) from None
+            if note:
+                print(f"{self._prog()}: note: {note}", file=sys.stderr)
+        checkpoint_dirs = [cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        ckpt_path = config.get("ckpt_path") if self.subcommand == "fit" else None
+        prog = self._prog()
+        command = rundir.resume_command(self.prog, self._argv)
+        guard = self._guard = rundir.RunGuard(self.run_dir, self._lock, command=command, prog=prog)
+        first_checkpoint = next((i for i, cb in enumerate(trainer.callbacks) if isinstance(cb, ModelCheckpoint)), len(trainer.callbacks))
+        trainer.callbacks.insert(first_checkpoint, guard)  # before the checkpoint callbacks, as Lightning orders them
+        here = ", ".join(dict.fromkeys(rundir.shown(d) for d in checkpoint_dirs)) or str(self.run_dir)
+        if self._resume:
+            if ckpt_path:
+                raise CLIError(f"--resume continues from the last.ckpt in {here}: leave out --ckpt_path, or --resume")
+            last = next((os.path.join(d, rundir.LAST) for d in checkpoint_dirs if os.path.isfile(os.path.join(d, rundir.LAST))), None)
+            if last is None:
+                raise CLIError(f"nothing to resume in {self.run_dir}: no {rundir.LAST} in {here}; start it without --resume")
+            self.resume_ckpt_path = last
+            if self.subcommand == "fit":
+                config["ckpt_path"] = last
+            if rundir.is_launcher_rank_zero():
+                print(f"{prog}: resuming from {rundir.shown(last)}", file=sys.stderr)
+            return
+        if not rundir.is_launcher_rank_zero():  # the launcher decided for the whole job before starting this process
+            return
+        if self._overwrite:
+            if ckpt_path and os.path.isfile(ckpt_path) and any(rundir.is_within(ckpt_path, d) for d in checkpoint_dirs):
+                raise CLIError(f"--overwrite would delete --ckpt_path {ckpt_path}: copy it out of {here} first")
+            log_dirs = [own_logs.root_dir] if isinstance(own_logs, CSVLogger) else []
+            removed = rundir.clear_run(checkpoint_dirs, log_dirs, self.run_dir / rundir.CONFIG_NAME)
+            print(f"{prog}: --overwrite: {removed}", file=sys.stderr)
+            return
+        existing = rundir.checkpoint_files(checkpoint_dirs)
+        if not existing:
+            return
+        if ckpt_path in ("last", "best", "hpc", "registry") or (ckpt_path and any(rundir.is_within(ckpt_path, d) for d in checkpoint_dirs)):
+            return  # continuing this run from one of its own checkpoints
+        raise CLIError(
+            f"{self.run_dir} holds the checkpoints of an earlier run ({len(existing)} in {here}); add --resume to "
+            f"continue it from its {rundir.LAST}, or --overwrite to start over (removes its checkpoints, logs and "
+            "config.yaml), or choose another directory with --trainer.default_root_dir DIR"
+        )
+
+    def _release_run_dir(self) -> None:
+        if self._guard is not None:
+            self._guard.restore_signals()
+        if self._lock is not None:
+            self._lock.release()
 
     def instantiate_classes(self) -> None:
         # the datamodule of a zoo CLI is a ZooDataModule (its datamodule_class), instantiated below with the trainer
@@ -156,6 +285,10 @@ class ZooCLI(ZooLightningCLI):
             args=args,
             run=run,
         )
+
+    def default_run_dir(self, config: Any) -> str:
+        method = str((config.get("model") or {}).get("class_path") or "zoo").rsplit(".", 1)[-1].lower()
+        return f"runs/{method}"
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         super().parse_arguments(parser, args)
