@@ -1,0 +1,101 @@
+"""Exports of a zoo encoder to the formats other tools load: ONNX (:mod:`zoo.export.onnx`) and timm Hub folders
+(:mod:`zoo.export.timm`).
+
+What they share lives here: loading the model from a Lightning checkpoint or a Hub folder, the inputs ``embed``
+takes for each modality (and random valid ones for the parity checks every export runs), and writing the output
+folder atomically without ever replacing a folder the exporter did not write.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from zoo.hub import _apply_umask_permissions, _replace_dir, from_pretrained, load_checkpoint_model
+
+
+class ExportError(ValueError):
+    """A model, input or output folder that an export cannot handle (one line, reported by ``zoo export``)."""
+
+
+def load_model(source: str | Path) -> Any:
+    """A zoo method in eval mode from a ``zoo fit`` checkpoint (``.ckpt``) or a Hub folder / repo id."""
+    path = Path(source)
+    model = load_checkpoint_model(path)[0] if path.is_file() else from_pretrained(str(source))
+    return model.float().eval()
+
+
+def image_input_shape(model: Any, input_size: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of the images the model was trained on: a ViT's own size, else the training record's datamodule,
+    else ``input_size`` (which, when given, must agree with the encoder's channels)."""
+    encoder = model.embedding_encoder()
+    channels = int(encoder.in_chans)
+    if input_size is not None:
+        if len(input_size) != 3 or input_size[0] != channels or min(input_size) < 1:
+            raise ExportError(f"--input-size {' '.join(map(str, input_size))}: expected C H W with C = {channels} (the encoder's in_chans)")
+        return tuple(int(v) for v in input_size)  # type: ignore[return-value]
+    if hasattr(encoder, "img_size"):  # zoo.encoders.vit: a fixed size
+        return (channels, int(encoder.img_size), int(encoder.img_size))
+    data = dict(model.training_record().get("data") or {})
+    if data.pop("class", None) == "ImageDataModule":
+        from zoo.data.images import ImageDataModule
+
+        try:
+            return tuple(ImageDataModule(**data).image_shape)  # type: ignore[return-value]
+        except Exception as e:  # the training data is not on this machine
+            raise ExportError(f"cannot read the training images' size ({e}); pass --input-size C H W") from None
+    raise ExportError("the model's training record does not say its image size; pass --input-size C H W")
+
+
+def check_output_dir(out: Path, marker: str) -> None:
+    """Refuse to replace anything but an earlier export of the same kind (a folder holding ``marker``)."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file; the export writes a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise ExportError(f"{out} exists and is not an earlier export (no {marker}); choose another folder")
+
+
+def write_folder(out: str | Path, marker: str, write: Callable[[Path], Any]) -> Any:
+    """Run ``write(tmp)`` in a temporary sibling folder and swap it in as ``out`` only when it returns, so a failed
+    export (a parity check that does not pass, a graph that does not trace) leaves ``out`` as it was."""
+    target = Path(out)
+    check_output_dir(target, marker)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        result = write(tmp)
+        if not (tmp / marker).is_file():
+            raise RuntimeError(f"export wrote no {marker}")
+        _apply_umask_permissions(tmp)
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+    return float((torch.as_tensor(a, dtype=torch.float32) - torch.as_tensor(b, dtype=torch.float32)).abs().max())
+
+
+def export_format(fmt: str, source: str | Path, out: str | Path, input_size: tuple[int, int, int] | None = None) -> str:
+    """``zoo export --format timm|onnx``: run the export (with its parity check) and say what was written."""
+    if fmt == "onnx":
+        from zoo.export.onnx import export_onnx
+
+        manifest = export_onnx(source, out, input_size=input_size)
+        parts = [f"{name} (parity {g['parity_max_abs_diff']:.2g})" for name, g in manifest["graphs"].items()]
+        return f"exported {source} -> {out}: {', '.join(parts)}; max |onnxruntime - embed| <= {next(iter(manifest['graphs'].values()))['parity_atol']:g}"
+    if fmt == "timm":
+        from zoo.export.timm import export_timm
+
+        report = export_timm(source, out, input_size=input_size)
+        return (
+            f"exported {source} -> {out}: timm {report['architecture']} (timm.create_model(\"local-dir:{out}\")), "
+            f"parity {report['parity_max_abs_diff']:.2g} on normalised inputs"
+        )
+    raise ExportError(f"unknown export format {fmt!r}")
