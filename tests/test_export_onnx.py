@@ -81,4 +81,4 @@ def test_unexportable_models_and_foreign_folders_fail_with_one_line(tmp_path, ca
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
     assert zoo_main(["export", "--format", "onnx", str(SIMCLR), str(mine)]) == 2
-    assert "is not an earlier export" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"
+    assert "is not an earlier ONNX export" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"

@@ -75,6 +75,7 @@ class ImageEncoder(nn.Module):
         self.backbone = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **cfg["model_kwargs"])
         if cfg["small_image_stem"]:
             _apply_small_image_stem(self.backbone, name)
+        self.config = cfg  # what rebuilds the backbone (the timm export reads it)
         self.in_chans = in_chans
         self.num_features: int = self.backbone.num_features
         # derived from the config, so kept out of the state dict

@@ -51,25 +51,29 @@ def image_input_shape(model: Any, input_size: tuple[int, int, int] | None = None
     raise ExportError("the model's training record does not say its image size; pass --input-size C H W")
 
 
-def check_output_dir(out: Path, marker: str) -> None:
-    """Refuse to replace anything but an earlier export of the same kind (a folder holding ``marker``)."""
+def _has_marker(folder: Path, marker: str | Callable[[Path], bool]) -> bool:
+    return marker(folder) if callable(marker) else (folder / marker).is_file()
+
+
+def check_output_dir(out: Path, marker: str | Callable[[Path], bool], what: str) -> None:
+    """Refuse to replace anything but an earlier export of the same kind (``marker``: a file it holds, or a test)."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file; the export writes a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
-        raise ExportError(f"{out} exists and is not an earlier export (no {marker}); choose another folder")
+    if out.is_dir() and any(out.iterdir()) and not _has_marker(out, marker):
+        raise ExportError(f"{out} exists and is not an earlier {what} export; choose another folder")
 
 
-def write_folder(out: str | Path, marker: str, write: Callable[[Path], Any]) -> Any:
+def write_folder(out: str | Path, marker: str | Callable[[Path], bool], write: Callable[[Path], Any], what: str) -> Any:
     """Run ``write(tmp)`` in a temporary sibling folder and swap it in as ``out`` only when it returns, so a failed
     export (a parity check that does not pass, a graph that does not trace) leaves ``out`` as it was."""
     target = Path(out)
-    check_output_dir(target, marker)
+    check_output_dir(target, marker, what)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         result = write(tmp)
-        if not (tmp / marker).is_file():
-            raise RuntimeError(f"export wrote no {marker}")
+        if not _has_marker(tmp, marker):
+            raise RuntimeError(f"the {what} export did not write what marks it")
         _apply_umask_permissions(tmp)
         _replace_dir(tmp, target)
     except BaseException:
@@ -95,7 +99,7 @@ def export_format(fmt: str, source: str | Path, out: str | Path, input_size: tup
 
         report = export_timm(source, out, input_size=input_size)
         return (
-            f"exported {source} -> {out}: timm {report['architecture']} (timm.create_model(\"local-dir:{out}\")), "
+            f"exported {source} -> {out}: timm {report['architecture']} (timm.create_model(\"local-dir:{out}\", pretrained=True)), "
             f"parity {report['parity_max_abs_diff']:.2g} on normalised inputs"
         )
     raise ExportError(f"unknown export format {fmt!r}")

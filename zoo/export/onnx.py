@@ -193,4 +193,4 @@ def export_onnx(
         return manifest
 
     with torch.no_grad():
-        return write_folder(out, MANIFEST, write)
+        return write_folder(out, MANIFEST, write, "ONNX")
