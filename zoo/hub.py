@@ -26,6 +26,8 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 from safetensors.torch import save_file, save_model
 
+from zoo.encoders.image import saved_weights_follow
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 #: config.json keys that are metadata, not init args
@@ -381,7 +383,8 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         if unknown:
             raise PretrainedLoadError(f"{model_id}: config.json key(s) {unknown} are not init args of {cls.__name__}")
         try:
-            model = cls(**init_kwargs)
+            with saved_weights_follow():  # an encoder's `pretrained` init would be overwritten by the file's weights
+                model = cls(**init_kwargs)
         except (TypeError, ValueError) as e:
             raise PretrainedLoadError(f"{model_id}: config.json does not build a {cls.__name__}: {e}") from None
         metadata = load_safetensors_strict(model, resolve_file(model_id, WEIGHTS_NAME, **download))
@@ -438,7 +441,8 @@ def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, A
             raise PretrainedLoadError(f"{path}: not a zoo checkpoint (no {key!r} key)")
     try:
         cls = get_method(checkpoint["zoo_method"])
-        model = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
+        with saved_weights_follow():
+            model = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
     except (KeyError, TypeError, ValueError) as e:  # unknown method, args this version does not take
         raise PretrainedLoadError(f"{path}: cannot rebuild the model ({type(e).__name__}: {e.args[0] if e.args else e})") from None
     problems = state_dict_problems(model, {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()})
