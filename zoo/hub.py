@@ -14,13 +14,14 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
@@ -83,6 +84,49 @@ Method config (`config.json`):
 
 {{ limitations }}
 """
+
+
+#: card tags for a method's input (``input_key``): the modality a Hub search filters on
+MODALITY_TAGS = {"image": ["image"], "features": ["tabular"], "audio": ["audio", "text"], "skeleton": ["skeleton", "video"]}
+#: logged metric prefix → the dataset split of the model-index
+METRIC_SPLITS = {"val": "validation", "test": "test"}
+#: a metric key whose name is an identifier (``test/knn_acc``, ``val/a2t_R@1``), not a prose description
+_METRIC_KEY = re.compile(r"^(val|test)/([A-Za-z0-9_@.\-]+)$")
+
+
+def dataset_label(data: dict[str, Any]) -> str | None:
+    """The name of a run's training data from its record: the dataset name, else what the source files say."""
+    if data.get("dataset") or data.get("source"):
+        return str(data.get("dataset") or data.get("source"))
+    if data.get("data_format") == "generated":
+        return "generated skeleton actions"
+    if data.get("manifest"):  # audio-text manifests live in a folder named after the corpus
+        return Path(str(data["manifest"])).parent.name
+    return None
+
+
+def eval_results(metrics: dict[str, Any], dataset: str | None, modality: str) -> list[EvalResult] | None:
+    """model-index entries for the held-out metrics (``val/…``, ``test/…``) named by an identifier; training-loop
+    values (``train/…``, learning rates) and prose-labelled comparisons stay in the card's table only."""
+    if not dataset:
+        return None
+    results = []
+    for key, value in metrics.items():
+        match = _METRIC_KEY.match(key)
+        if match is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        split, name = match.groups()
+        results.append(EvalResult(
+            task_type="feature-extraction", task_name=f"{modality} feature extraction", dataset_type=re.sub(r"[^\w.-]+", "-", dataset),
+            dataset_name=dataset, dataset_split=METRIC_SPLITS[split], metric_type=name, metric_name=name,
+            metric_value=value,
+        ))
+    return results or None
+
+
+def card_for_repo(text: str, repo_id: str) -> str:
+    """The card ``text`` with its usage snippet loading ``repo_id`` (the folder's local path until it is pushed)."""
+    return re.sub(r'zoo\.from_pretrained\("[^"\n]*"\)', lambda _: f'zoo.from_pretrained("{repo_id}")', text, count=1)
 
 
 def init_parameter_names(cls: type) -> set[str]:
@@ -284,6 +328,7 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
             self.save_weights(tmp / WEIGHTS_NAME, omitted)
             (tmp / CONFIG_NAME).write_text(json.dumps(config or self.hub_config(), sort_keys=True, indent=2))
             card_kwargs = dict(model_card_kwargs or {})
+            card_kwargs.setdefault("model_id", str(target))  # the usage snippet loads this folder until it is pushed
             if omitted:
                 card_kwargs.setdefault("omitted", omitted)
             self.generate_model_card(**card_kwargs).save(tmp / "README.md")
@@ -318,13 +363,17 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         record: dict[str, Any] = {**self.training_record(), **kwargs}  # type: ignore[attr-defined]
         config = self.hub_config()
         data = record.get("data") or {}
-        dataset = data.get("dataset") or data.get("source")
+        dataset = data.get("dataset") or data.get("source")  # a named data set: the card's `datasets`
+        modality = MODALITY_TAGS.get(type(self).input_key, [])  # type: ignore[attr-defined]
+        title = kwargs.get("title") or f"zoo {self.method_name}" + (f" — {dataset}" if dataset else "")
         card_data = ModelCardData(
             library_name="zoo",
             license="apache-2.0",
-            tags=["self-supervised-learning", "zoo", self.method_name],
+            tags=["self-supervised-learning", "zoo", self.method_name, *modality],
             datasets=[str(dataset)] if dataset else None,
             pipeline_tag="feature-extraction",
+            model_name=title,
+            eval_results=eval_results(record.get("metrics") or {}, dataset_label(data), (modality or ["input"])[0]),
         )
         doc = (inspect.getdoc(type(self)) or "").strip()
         trainer = record.get("trainer") or {}
@@ -332,9 +381,9 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         return ModelCard.from_template(
             card_data=card_data,
             template_str=CARD_TEMPLATE,
-            title=kwargs.get("title") or f"zoo {self.method_name}" + (f" — {dataset}" if dataset else ""),
+            title=title,
             summary=doc.split("\n\n")[0] if doc else f"A zoo {self.method_name} model.",
-            model_id=kwargs.get("model_id", "<path-or-repo-id>"),
+            model_id=kwargs.get("model_id") or ".",
             input_note=f"batch[{type(self).input_key!r}] as the datamodule yields it",  # type: ignore[attr-defined]
             data_section=_markdown_table({k: v for k, v in data.items()}, ("setting", "value")),
             recipe_section=_markdown_table({k: v for k, v in recipe.items() if v is not None}, ("setting", "value")),
@@ -419,7 +468,13 @@ def upload_folder(
     from_pretrained(directory)
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    return str(api.upload_folder(repo_id=repo, folder_path=str(directory), commit_message=commit_message, **upload_kwargs))
+    with tempfile.TemporaryDirectory() as staged:  # the pushed card names the repo; the local folder is left as it is
+        folder = Path(staged) / "model"
+        shutil.copytree(directory, folder)
+        card = folder / "README.md"
+        if card.is_file():
+            card.write_text(card_for_repo(card.read_text(encoding="utf-8"), repo), encoding="utf-8")
+        return str(api.upload_folder(repo_id=repo, folder_path=str(folder), commit_message=commit_message, **upload_kwargs))
 
 
 def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, Any]]:
