@@ -64,3 +64,25 @@ def test_encoders_timm_cannot_express_fail_with_one_line(tmp_path, capsys):
     assert zoo_main(["export", "--format", "timm", str(tjepa), str(tmp_path / "out")]) == 2
     assert "timm export covers image encoders" in capsys.readouterr().err
     np.testing.assert_equal(sorted(p.name for p in tmp_path.iterdir()), ["simclr", "tjepa"])
+
+
+def test_push_format_timm_pushes_the_checked_model_with_timm(tmp_path, monkeypatch, capsys):
+    import timm.models
+
+    source = tmp_path / "ijepa"
+    zoo_model = CASES["ijepa"].build().eval()
+    zoo_model.save_pretrained(source)
+    pushed = {}
+
+    def fake_push(model, repo_id, **kwargs):  # timm's push_to_hf_hub, without the network
+        pushed.update(model=model, repo_id=repo_id, **kwargs)
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+    monkeypatch.setattr(timm.models, "push_to_hf_hub", fake_push)
+    assert zoo_main(["push", "--format", "timm", str(source), "my-org/ijepa-timm"]) == 0
+    assert "my-org/ijepa-timm/commit/0" in capsys.readouterr().out
+    assert pushed["repo_id"] == "my-org/ijepa-timm" and pushed["safe_serialization"] is True
+    assert tuple(pushed["data_config"]["input_size"]) == (1, 8, 8)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        assert (pushed["model"].eval()((x - 0.5) / 0.5) - zoo_model.embed(x)).abs().max() <= 1e-5

@@ -25,6 +25,8 @@ class ExportError(ValueError):
 def load_model(source: str | Path) -> Any:
     """A zoo method in eval mode from a ``zoo fit`` checkpoint (``.ckpt``) or a Hub folder / repo id."""
     path = Path(source)
+    if not path.exists() and (path.suffix == ".ckpt" or str(source).count("/") != 1):  # not a Hub id (org/name) either
+        raise FileNotFoundError(f"{source}: no such checkpoint or folder")
     model = load_checkpoint_model(path)[0] if path.is_file() else from_pretrained(str(source))
     return model.float().eval()
 
@@ -37,6 +39,8 @@ def image_input_shape(model: Any, input_size: tuple[int, int, int] | None = None
     if input_size is not None:
         if len(input_size) != 3 or input_size[0] != channels or min(input_size) < 1:
             raise ExportError(f"--input-size {' '.join(map(str, input_size))}: expected C H W with C = {channels} (the encoder's in_chans)")
+        if hasattr(encoder, "img_size") and tuple(input_size[1:]) != (encoder.img_size, encoder.img_size):
+            raise ExportError(f"--input-size {' '.join(map(str, input_size))}: this ViT takes {encoder.img_size}x{encoder.img_size} images only")
         return tuple(int(v) for v in input_size)  # type: ignore[return-value]
     if hasattr(encoder, "img_size"):  # zoo.encoders.vit: a fixed size
         return (channels, int(encoder.img_size), int(encoder.img_size))
