@@ -7,8 +7,8 @@ graph's input, its shape and dtype, and the parity measured at export: the expor
 on random valid inputs at batch sizes other than the traced one and fails (writing nothing) when the largest
 absolute difference from ``embed`` exceeds ``atol``.
 
-Graphs come from ``torch.onnx.export(dynamo=True)`` (torch.export → ONNX): the TorchScript exporter cannot export
-``nn.TransformerEncoder``'s fused inference kernel (tabular T-JEPA) nor the audio front end's window buffer.
+Graphs come from ``torch.onnx.export(dynamo=True)`` (torch.export → ONNX): the TorchScript exporter (deprecated
+since torch 2.9) cannot export ``nn.TransformerEncoder``'s fused inference op (tabular T-JEPA).
 Skeleton models (SkeletonMAE's GIN) do not export: the encoder keeps only the persons present in each sample
 (a boolean mask, so a data-dependent shape) and aggregates messages with torch-geometric's scatter ops, which
 ``torch.export`` does not trace.
