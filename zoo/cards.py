@@ -19,6 +19,7 @@ from huggingface_hub import ModelCard
 from safetensors import safe_open
 
 from zoo.atomic import write_atomic
+from zoo.hub import dataset_label
 
 HEADER = """# zoo model card
 
@@ -110,13 +111,7 @@ def _dataset_name(card: ModelCard, data: dict[str, str]) -> str:
     datasets = card.data.to_dict().get("datasets")
     if datasets:
         return ", ".join(map(str, datasets))
-    if data.get("dataset"):
-        return data["dataset"]
-    if data.get("data_format") == "generated":
-        return "generated skeleton actions"
-    if data.get("manifest"):  # audio-text manifests live in a folder named after the corpus
-        return Path(data["manifest"]).parent.name
-    return "?"
+    return dataset_label(data) or "?"
 
 
 def summarize_checkpoint(folder: Path) -> CheckpointSummary:

@@ -18,15 +18,18 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, TypeVar
 
 import torch
-from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 from safetensors.torch import save_file, save_model
+
+from zoo.encoders.image import saved_weights_follow
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -95,6 +98,49 @@ Method config (`config.json`):
 """
 
 
+#: card tags for a method's input (``input_key``): the modality a Hub search filters on
+MODALITY_TAGS = {"image": ["image"], "features": ["tabular"], "audio": ["audio", "text"], "skeleton": ["skeleton", "video"]}
+#: logged metric prefix → the dataset split of the model-index
+METRIC_SPLITS = {"val": "validation", "test": "test"}
+#: a metric key whose name is an identifier (``test/knn_acc``, ``val/a2t_R@1``), not a prose description
+_METRIC_KEY = re.compile(r"^(val|test)/([A-Za-z0-9_@.\-]+)$")
+
+
+def dataset_label(data: dict[str, Any]) -> str | None:
+    """The name of a run's training data from its record: the dataset name, else what the source files say."""
+    if data.get("dataset") or data.get("source"):
+        return str(data.get("dataset") or data.get("source"))
+    if data.get("data_format") == "generated":
+        return "generated skeleton actions"
+    if data.get("manifest"):  # audio-text manifests live in a folder named after the corpus
+        return Path(str(data["manifest"])).parent.name
+    return None
+
+
+def eval_results(metrics: dict[str, Any], dataset: str | None, modality: str) -> list[EvalResult] | None:
+    """model-index entries for the held-out metrics (``val/…``, ``test/…``) named by an identifier; training-loop
+    values (``train/…``, learning rates) and prose-labelled comparisons stay in the card's table only."""
+    if not dataset:
+        return None
+    results = []
+    for key, value in metrics.items():
+        match = _METRIC_KEY.match(key)
+        if match is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        split, name = match.groups()
+        results.append(EvalResult(
+            task_type="feature-extraction", task_name=f"{modality} feature extraction", dataset_type=re.sub(r"[^\w.-]+", "-", dataset),
+            dataset_name=dataset, dataset_split=METRIC_SPLITS[split], metric_type=name, metric_name=name,
+            metric_value=value,
+        ))
+    return results or None
+
+
+def card_for_repo(text: str, repo_id: str) -> str:
+    """The card ``text`` with its usage snippet loading ``repo_id`` (the folder's local path until it is pushed)."""
+    return re.sub(r'zoo\.from_pretrained\("[^"\n]*"\)', lambda _: f'zoo.from_pretrained("{repo_id}")', text, count=1)
+
+
 def init_parameter_names(cls: type) -> set[str]:
     """Init-arg names of ``cls``, following ``**kwargs`` forwarded to base classes."""
     names: set[str] = set()
@@ -138,11 +184,12 @@ def _temp_path(folder: Path, name: str, kind: str) -> Path:
     return folder / f".{name}.{kind}-{os.getpid()}"
 
 
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Temporaries that an earlier save killed mid-way left behind (its process is gone); a live save's stay."""
+def _remove_stale_temporaries(folder: Path, names: set[str] | frozenset[str] = frozenset(HUB_FILES)) -> None:
+    """Temporaries of ``names`` that an earlier save killed mid-way left behind (its process is gone); a live save's
+    stay."""
     for path in folder.iterdir():
         match = _TEMP_NAME.match(path.name)
-        if not match or match["name"] not in HUB_FILES or not path.is_file():
+        if not match or match["name"] not in names or not path.is_file():
             continue
         try:
             os.kill(int(match["pid"]), 0)
@@ -161,28 +208,37 @@ def _link_or_copy(source: Path, destination: Path) -> None:
 
 
 def write_hub_files(target: str | Path, writers: dict[str, Callable[[Path], None]]) -> list[str]:
-    """Write zoo's own files into ``target`` and return the names of those that replaced an earlier version.
+    """Write zoo's own files into ``target`` (new, empty or an earlier zoo save) and return the names of those that
+    replaced an earlier version; :func:`replace_files` with a zoo Hub folder's rules."""
+    return replace_files(
+        target, writers, last=CONFIG_NAME, is_ours=is_hub_folder,
+        refusal="is not empty and is not a zoo Hub folder (no config.json with a 'method'); zoo will not write among "
+                "other files: choose a new or empty folder",
+    )
 
-    ``target`` must be new, empty or an earlier zoo save (:func:`is_hub_folder`); anything else in it (a user's
+
+def replace_files(
+    target: str | Path, writers: dict[str, Callable[[Path], None]], *, last: str, is_ours: Callable[[Path], bool],
+    refusal: str,
+) -> list[str]:
+    """Write the files ``writers`` make into ``target`` and return the names of those that replaced an earlier version.
+
+    ``target`` must be new, empty or an earlier save of the same kind (``is_ours``); anything else in it (a user's
     notes, a subfolder, other weights) is left alone. Each file is written in full (and fsynced) under a temporary
-    name first; only then are they moved in, config.json last: the old config.json is set aside before the first
-    move, so a save killed between two moves leaves a folder *without* config.json (which fails to load with a clear
-    message and which the next save recognises and repairs), never a config.json beside weights it did not describe.
-    A move that fails puts every earlier file back.
+    name first; only then are they moved in, ``last`` (the file that marks a complete folder, e.g. config.json) last:
+    the old ``last`` is set aside before the first move, so a save killed between two moves leaves a folder *without*
+    it (which fails to load with a clear message and which the next save recognises and repairs), never a config
+    beside weights it did not describe. A move that fails puts every earlier file back.
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
-        raise HubFolderError(f"{target} is a file; save into a folder (new, empty, or an earlier zoo save)")
+        raise HubFolderError(f"{target} is a file; save into a folder (new, empty, or an earlier save)")
     if target.is_dir():
-        _remove_stale_temporaries(target)
-        if any(target.iterdir()) and not is_hub_folder(target):
-            raise HubFolderError(
-                f"{target} is not empty and is not a zoo Hub folder (no config.json with a 'method'); zoo will not "
-                "write among other files: choose a new or empty folder"
-            )
+        _remove_stale_temporaries(target, set(writers))
+        if any(target.iterdir()) and not is_ours(target):
+            raise HubFolderError(f"{target} {refusal}")
     target.mkdir(parents=True, exist_ok=True)
-    # config.json last: its arrival completes the folder
-    names = [name for name in writers if name != CONFIG_NAME] + ([CONFIG_NAME] if CONFIG_NAME in writers else [])
+    names = [name for name in writers if name != last] + ([last] if last in writers else [])
     temps: dict[str, Path] = {}
     backups: dict[str, Path] = {}  # previous versions, kept until the new ones are all in place
     placed: list[str] = []
@@ -196,7 +252,7 @@ def write_hub_files(target: str | Path, writers: dict[str, Callable[[Path], None
         for name in names:
             if (target / name).exists():
                 backup = _temp_path(target, name, "old")
-                if name == CONFIG_NAME:  # set aside: from here until the last rename the folder has no config.json
+                if name == last:  # set aside: from here until the last rename the folder has no such file
                     os.replace(target / name, backup)
                 else:  # a second link: the old file stays in place until the rename below replaces it
                     _link_or_copy(target / name, backup)
@@ -206,7 +262,7 @@ def write_hub_files(target: str | Path, writers: dict[str, Callable[[Path], None
             placed.append(name)
     except BaseException:
         for name in names:
-            if name in backups and (name in placed or name == CONFIG_NAME):
+            if name in backups and (name in placed or name == last):
                 os.replace(backups[name], target / name)
             elif name in backups:  # still in place (a rename between two links of one file would do nothing)
                 backups[name].unlink()
@@ -416,6 +472,7 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         """:meth:`save_pretrained` without the push; returns the names of the files that replaced earlier ones."""
         omitted = self.hub_omittable_modules() if inference_only else []
         card_kwargs = dict(model_card_kwargs or {})
+        card_kwargs.setdefault("model_id", str(save_directory))  # the usage snippet loads this folder until it is pushed
         if omitted:
             card_kwargs.setdefault("omitted", omitted)
         config_text = json.dumps(config or self.hub_config(), sort_keys=True, indent=2)
@@ -449,13 +506,17 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         record: dict[str, Any] = {**self.training_record(), **kwargs}  # type: ignore[attr-defined]
         config = self.hub_config()
         data = record.get("data") or {}
-        dataset = data.get("dataset") or data.get("source")
+        dataset = data.get("dataset") or data.get("source")  # a named data set: the card's `datasets`
+        modality = MODALITY_TAGS.get(type(self).input_key, [])  # type: ignore[attr-defined]
+        title = kwargs.get("title") or f"zoo {self.method_name}" + (f" — {dataset}" if dataset else "")
         card_data = ModelCardData(
             library_name="zoo",
             license="apache-2.0",
-            tags=["self-supervised-learning", "zoo", self.method_name],
+            tags=["self-supervised-learning", "zoo", self.method_name, *modality],
             datasets=[str(dataset)] if dataset else None,
             pipeline_tag="feature-extraction",
+            model_name=title,
+            eval_results=eval_results(record.get("metrics") or {}, dataset_label(data), (modality or ["input"])[0]),
         )
         doc = (inspect.getdoc(type(self)) or "").strip()
         trainer = record.get("trainer") or {}
@@ -463,9 +524,9 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         return ModelCard.from_template(
             card_data=card_data,
             template_str=CARD_TEMPLATE,
-            title=kwargs.get("title") or f"zoo {self.method_name}" + (f" — {dataset}" if dataset else ""),
+            title=title,
             summary=doc.split("\n\n")[0] if doc else f"A zoo {self.method_name} model.",
-            model_id=kwargs.get("model_id", "<path-or-repo-id>"),
+            model_id=kwargs.get("model_id") or ".",
             input_note=f"batch[{type(self).input_key!r}] as the datamodule yields it",  # type: ignore[attr-defined]
             data_section=_markdown_table({k: v for k, v in data.items()}, ("setting", "value")),
             recipe_section=_markdown_table({k: v for k, v in recipe.items() if v is not None}, ("setting", "value")),
@@ -514,7 +575,8 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         if unknown:
             raise PretrainedLoadError(f"{model_id}: config.json key(s) {unknown} are not init args of {cls.__name__}")
         try:
-            model = cls(**init_kwargs)
+            with saved_weights_follow():  # an encoder's `pretrained` init would be overwritten by the file's weights
+                model = cls(**init_kwargs)
         except (TypeError, ValueError) as e:
             raise PretrainedLoadError(f"{model_id}: config.json does not build a {cls.__name__}: {e}") from None
         metadata = load_safetensors_strict(model, resolve_file(model_id, WEIGHTS_NAME, **download))
@@ -560,7 +622,13 @@ def upload_folder(
     try:
         repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         upload_kwargs.setdefault("allow_patterns", list(HUB_FILES))
-        return str(api.upload_folder(repo_id=repo, folder_path=str(directory), commit_message=commit_message, **upload_kwargs))
+        with tempfile.TemporaryDirectory() as staged:  # the pushed card names the repo; the local folder is left as it is
+            folder = Path(staged) / "model"
+            shutil.copytree(directory, folder, ignore=lambda src, names: [n for n in names if Path(src) == Path(directory) and n not in HUB_FILES])
+            card = folder / CARD_NAME
+            if card.is_file():
+                card.write_text(card_for_repo(card.read_text(encoding="utf-8"), repo), encoding="utf-8")
+            return str(api.upload_folder(repo_id=repo, folder_path=str(folder), commit_message=commit_message, **upload_kwargs))
     except (HfHubHTTPError, OSError) as e:  # no token, no write access, connection lost
         reason = " ".join(str(e).split())
         raise HubError(f"cannot push {directory} to {repo_id}: {type(e).__name__}: {reason}") from None
@@ -585,7 +653,8 @@ def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, A
             raise PretrainedLoadError(f"{path}: not a zoo checkpoint (no {key!r} key)")
     try:
         cls = get_method(checkpoint["zoo_method"])
-        model = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
+        with saved_weights_follow():
+            model = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
     except (KeyError, TypeError, ValueError) as e:  # unknown method, args this version does not take
         raise PretrainedLoadError(f"{path}: cannot rebuild the model ({type(e).__name__}: {e.args[0] if e.args else e})") from None
     problems = state_dict_problems(model, {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()})

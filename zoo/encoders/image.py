@@ -7,7 +7,12 @@ loaded with ``from_pretrained`` embeds raw images with no outside preprocessing.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, TypedDict
+import contextvars
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TypedDict
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -23,6 +28,7 @@ class ImageEncoderConfig(TypedDict, total=False):
     mean: Sequence[float]  # per-channel normalisation applied to [0, 1] inputs
     std: Sequence[float]
     model_kwargs: dict[str, Any]  # extra timm.create_model kwargs, e.g. {"layers": [1, 1, 1, 1]}
+    pretrained: bool | str  # initial weights: false (random), true (timm's own, downloaded), or a local file path
 
 
 DEFAULT_IMAGE_ENCODER: ImageEncoderConfig = {
@@ -32,7 +38,89 @@ DEFAULT_IMAGE_ENCODER: ImageEncoderConfig = {
     "mean": (0.5,),
     "std": (0.5,),
     "model_kwargs": {},
+    "pretrained": False,
 }
+
+#: seconds to wait for the Hub before ``pretrained: true`` gives up (huggingface_hub itself retries for ~50 s)
+HUB_PROBE_TIMEOUT = 3.0
+_SKIP_PRETRAINED = contextvars.ContextVar("zoo_skip_pretrained", default=False)
+
+
+@contextmanager
+def saved_weights_follow() -> Iterator[None]:
+    """Image encoders built inside skip their ``pretrained`` initial weights: the caller (``from_pretrained``, a
+    checkpoint rebuild) loads saved weights over them, so fetching the initial ones would be wasted, and would fail
+    offline or where the file named in the config is not."""
+    token = _SKIP_PRETRAINED.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_PRETRAINED.reset(token)
+
+
+def _hub_reachable() -> bool:
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=HUB_PROBE_TIMEOUT).close()
+        return True
+    except OSError:
+        return False
+
+
+def create_backbone(name: str, in_chans: int, model_kwargs: dict[str, Any], pretrained: bool | str) -> nn.Module:
+    """``timm.create_model(name, num_classes=0)`` started from ``pretrained`` weights: a file (safetensors, or
+    ``torch.load(weights_only=True)``: no pickled code runs) loaded strictly, or ``True``: timm's download, failing in
+    one line when offline."""
+    kwargs = {"num_classes": 0, "in_chans": in_chans, **model_kwargs}
+    if pretrained is False or pretrained is None or _SKIP_PRETRAINED.get():
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if pretrained is True:
+        from huggingface_hub import constants
+
+        offline = constants.HF_HUB_OFFLINE or not _hub_reachable()
+        saved, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, offline  # offline: the local cache only, no retries
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except (OSError, RuntimeError, ValueError) as e:  # not cached offline, a failed download, weights that do not fit
+            where = "the Hub is unreachable and they are not in the local cache" if offline else str(e).strip().splitlines()[0]
+            raise ValueError(
+                f"encoder.pretrained: true: cannot get timm's pretrained {name} weights ({where}); "
+                "to start offline, give a weights file: encoder.pretrained: /path/to/weights.safetensors"
+            ) from None
+        finally:
+            constants.HF_HUB_OFFLINE = saved
+    if not isinstance(pretrained, (str, Path)):
+        raise ValueError(f"encoder.pretrained must be true, false or a file path, got {pretrained!r}")
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder.pretrained: {path} is not a file (expected a safetensors or torch state dict of timm's {name})")
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    try:
+        model.load_state_dict(_timm_state_dict(model, path, in_chans), strict=True)  # timm's own loader would tolerate missing tensors
+    except Exception as e:  # unreadable file, a pickle with code (refused by weights_only), missing or misshapen tensors
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"encoder.pretrained: {path} does not load into timm's {name}: {detail[:300]}") from None
+    return model
+
+
+def _timm_state_dict(model: nn.Module, path: Path, in_chans: int) -> dict[str, Tensor]:
+    """A timm checkpoint file as ``model`` takes it: unwrapped by timm's loader (safetensors, or torch.load with
+    weights_only), the first conv adapted to ``in_chans`` as timm adapts its pretrained weights, the classifier
+    left out (the encoder has none)."""
+    from timm.models import load_state_dict
+    from timm.models._manipulate import adapt_input_conv
+
+    state = load_state_dict(str(path), weights_only=True)
+    cfg = model.pretrained_cfg
+    first = f"{cfg.get('first_conv')}.weight"
+    if first in state and state[first].ndim == 4 and state[first].shape[1] != in_chans:
+        state[first] = adapt_input_conv(in_chans, state[first])
+    heads = cfg.get("classifier") or ()
+    for head in [heads] if isinstance(heads, str) else heads:
+        state = {k: v for k, v in state.items() if not k.startswith(f"{head}.")}
+    return state
 
 
 def _apply_small_image_stem(backbone: nn.Module, name: str) -> None:
@@ -72,9 +160,10 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"image encoder: mean/std have {len(mean)}/{len(std)} entries but in_chans={in_chans}")
         if not timm.is_model(name):
             raise ValueError(f"unknown timm model {name!r} for the image encoder (see timm.list_models())")
-        self.backbone = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **cfg["model_kwargs"])
+        self.backbone = create_backbone(name, in_chans, dict(cfg["model_kwargs"]), cfg["pretrained"])
         if cfg["small_image_stem"]:
             _apply_small_image_stem(self.backbone, name)
+        self.config = cfg  # what rebuilds the backbone (the timm export reads it)
         self.in_chans = in_chans
         self.num_features: int = self.backbone.num_features
         # derived from the config, so kept out of the state dict
