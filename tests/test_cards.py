@@ -105,6 +105,7 @@ def test_pushed_card_names_the_repo_and_the_local_folder_is_untouched(tmp_path, 
             return f"https://huggingface.co/{repo_id}/commit/0"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr("zoo.hub.hub_unreachable_reason", lambda timeout=3.0: None)  # the Hub is faked: reachable
     assert upload_folder(folder, "my-org/simclr-tiny").endswith("/commit/0")
     pushed = uploaded["README.md"].decode()
     assert 'zoo.from_pretrained("my-org/simclr-tiny")' in pushed and str(folder) not in pushed.split("## Training data")[0]

@@ -387,6 +387,7 @@ def test_push_uploads_only_what_zoo_saved(model, saved, monkeypatch):
 
     monkeypatch.setattr("huggingface_hub.HfApi.create_repo", fake_create_repo)
     monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
+    monkeypatch.setattr("zoo.hub.hub_unreachable_reason", lambda timeout=3.0: None)  # the Hub is faked: reachable
     (saved / "secret.txt").write_text("token")
     (saved / "sub").mkdir()
     (saved / "sub" / "config.json").write_text("{}")

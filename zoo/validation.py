@@ -16,7 +16,7 @@ the training start:
 - a ``--ckpt_path`` checkpoint: the config's method and model hyper-parameters (LightningCLI would otherwise put the
   checkpoint's in their place without a word); ``predict`` needs one.
 
-:class:`InputError` is a :class:`~zoo.data.base.DataError`, so the CLI reports it as one line.
+:class:`~zoo.errors.InputError` is a :class:`~zoo.errors.DataError`, so the CLI reports it as one line.
 """
 
 from __future__ import annotations
@@ -30,14 +30,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.data.base import DataError
+from zoo.errors import DataError, InputError
 
 #: float images may exceed [0, 1] by rounding error only
 _FLOAT_TOLERANCE = 1e-3
 
-
-class InputError(DataError):
-    """An input with the wrong type, dtype, range, shape or labels for the entry point it was given to."""
 
 
 def _tensor(x: Any, where: str, expected: str) -> Tensor:
@@ -71,6 +68,12 @@ def check_image_size(images: Tensor, size: tuple[int, int] | None, where: str) -
         )
 
 
+def _tracing() -> bool:
+    """Under torch.compile / torch.export / jit tracing (an ONNX export traces ``embed``), values are symbolic: only
+    the static checks (type, dtype, shape) apply; the data-dependent ones would break the graph."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
 def check_images(images: Any, encoder: Any, where: str) -> Tensor:
     """``images`` if they meet the image contract of ``encoder`` (its ``in_chans`` and any fixed size); integer
     images come back as ``uint8``. Otherwise :class:`InputError`."""
@@ -85,6 +88,8 @@ def check_images(images: Any, encoder: Any, where: str) -> Tensor:
         return images
     if images.dtype == torch.bool or images.is_complex():
         raise InputError(f"{where}: images must be uint8, integers in 0..255 or floats in [0, 1], got {images.dtype}")
+    if _tracing():
+        return images if images.is_floating_point() else images.to(torch.uint8)
     lo, hi = (float(v) for v in torch.aminmax(images.detach()))
     if not images.is_floating_point():
         if lo < 0 or hi > 255:
@@ -112,7 +117,7 @@ def check_tensor(
         kinds = "a float or integer" if integers else "a float"
         hint = " (int16 PCM audio: divide by 32768)" if x.dtype == torch.int16 else ""
         raise InputError(f"{where}: expected {kinds} dtype, got {x.dtype}{hint}")
-    if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+    if x.is_floating_point() and x.numel() and not _tracing() and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise InputError(f"{where}: {expected} hold NaN or infinite values, e.g. at index {bad}")
     return x

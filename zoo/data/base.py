@@ -7,10 +7,7 @@ from typing import Any
 import lightning as L
 
 from zoo.data.resume import EpochShuffleSampler, train_position
-
-
-class DataError(ValueError):
-    """Bad or missing data (file, split, shape, column): reported by the CLI as one line, before training."""
+from zoo.errors import DataError  # noqa: F401  (re-exported: the datamodules' error type)
 
 
 class ZooDataModule(L.LightningDataModule):
