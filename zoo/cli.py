@@ -178,8 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, DataError, FileNotFoundError) as e:  # data problems surface in the datamodule's setup, before training
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:  # not a config error: training ran and diverged
-        print(f"{prog}: error: {e}", file=sys.stderr)
+    except NonFiniteLossError as e:  # not a config error: training ran and diverged (on every rank: say it once)
+        from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+        if rank_zero_only.rank == 0:
+            print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     return 0
 
