@@ -245,12 +245,19 @@ def two_processes(tmp_path_factory) -> tuple[Path, list[Plan]]:
         cwd=work / "zoo-command", env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     (work / "zoo-command" / "killed.json").write_text(json.dumps({"rc": killed.returncode, "stderr": killed.stderr[-3000:]}))
-    run_distributed(_rank_worker, work, 29500 + os.getpid() % 1000, str(work), jobs, jobs[0], timeout=600)
+    try:  # each job's results are saved as it ends: a failure or hang fails the tests of the jobs it reached
+        run_distributed(_rank_worker, work, 29500 + os.getpid() % 1000, str(work), jobs, jobs[0], timeout=600)
+    except Exception as e:  # noqa: BLE001 - reported by _results
+        (work / "failure.txt").write_text(str(e)[-5000:])
     return work, jobs
 
 
 def _results(work: Path, name: str) -> list[dict[str, Any]]:
-    return [torch.load(work / f"{name}.rank{r}.pt", weights_only=False) for r in range(2)]
+    files = [work / f"{name}.rank{r}.pt" for r in range(2)]
+    if not all(f.exists() for f in files):
+        failure = (work / "failure.txt").read_text() if (work / "failure.txt").exists() else ""
+        pytest.fail(f"the 2-process run did not reach {name!r}: {failure}")
+    return [torch.load(f, weights_only=False) for f in files]
 
 
 def _assert_same_weights(expected: dict[str, Any], final: dict[str, Any]) -> None:
@@ -357,7 +364,7 @@ def test_evaluation_suite_under_ddp_computes_the_metrics_of_the_whole_evaluation
     """Each rank sees its shard of the evaluation set, and compute() gives every rank the metrics of the whole set."""
     work, _ = two_processes
     data = _suite_data()
-    ranks = [torch.load(work / f"suite.rank{r}.pt", weights_only=False) for r in range(2)]
+    ranks = _results(work, "suite")
     # one process on the same rows; kNN, probe accuracy and the std do not depend on the order of the rows, and
     # neither does RankMe (singular values)
     expected = _evaluate_suite(EvaluationSuite(NUM_CLASSES, knn_k=5), data, torch.arange(24), torch.arange(16))

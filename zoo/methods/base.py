@@ -242,7 +242,9 @@ class SSLMethod(HubMixin, L.LightningModule):
         suite: EvaluationSuite = self.evaluation[stage]  # type: ignore[assignment]
         metrics = suite.compute()
         for name, value in metrics.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "knn_acc")
+            # every rank computed the same value from the gathered states: the sync only averages equal numbers, and
+            # spares each validation Lightning's warning about unsynced epoch-level values under DDP
+            self.log(f"{stage}/{name}", value, prog_bar=name == "knn_acc", sync_dist=True)
         suite.reset()
         # the sanity check runs an untrained network: its (often low) spread says nothing about training
         if stage == "val" and not self.trainer.sanity_checking:
