@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,9 +22,16 @@ def _worker(rank: int, world_size: int, workdir: str, fn: Callable[..., Any], ar
         dist.destroy_process_group()
 
 
-def run_distributed(fn: Callable[..., Any], workdir: Path, *args: Any, world_size: int = 2) -> list[Any]:
+def run_distributed(fn: Callable[..., Any], workdir: Path, *args: Any, world_size: int = 2, timeout: float | None = None) -> list[Any]:
     """``fn(rank, world_size, *args)`` on ``world_size`` processes; returns the per-rank results in rank order.
-    ``fn`` must be a module-level function (it is pickled by name)."""
+    ``fn`` must be a module-level function (it is pickled by name). After ``timeout`` seconds the processes are
+    killed and TimeoutError raised: a rank stuck in a collective would otherwise hang the test run."""
     workdir.mkdir(parents=True, exist_ok=True)
-    mp.spawn(_worker, args=(world_size, str(workdir), fn, args), nprocs=world_size, join=True)
+    context = mp.spawn(_worker, args=(world_size, str(workdir), fn, args), nprocs=world_size, join=False)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not context.join(timeout=5):
+        if deadline is not None and time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise TimeoutError(f"{fn.__name__} on {world_size} processes did not finish in {timeout} s (a rank hung?)")
     return [torch.load(workdir / f"rank{r}.pt", weights_only=False) for r in range(world_size)]

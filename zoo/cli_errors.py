@@ -136,8 +136,21 @@ def run_command(prog: str, command: Callable[[], int | None], tool: bool = True)
         if reported is None:
             raise
         message, status = reported
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        if _global_rank() == 0:  # every rank of a multi-process run meets the same error: say it once
+            print(f"{prog}: error: {message}", file=sys.stderr)
         return status
+
+
+def _global_rank() -> int:
+    """This process's rank in a multi-process run (0 alone); read without importing Lightning when it is not loaded."""
+    rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    rank = getattr(getattr(rank_zero, "rank_zero_only", None), "rank", None)
+    if rank is not None:
+        return int(rank)
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
 
 # lines that describe the Union machinery rather than the user's mistake
 _NOISE = (

@@ -54,3 +54,18 @@ def test_train_order_is_seeded_per_epoch_and_resumes_mid_epoch(make, tmp_path):
     resumed.load_state_dict({"train_position": {"epoch": 1, "batches": 2}})  # what a mid-epoch checkpoint holds
     rest = [batch[key] for batch in resumed.train_dataloader()]
     assert len(rest) == len(epoch1) - 2 and all(torch.equal(a, b) for a, b in zip(rest, epoch1[2:]))
+
+
+def test_under_ddp_each_rank_takes_its_share_of_the_epoch_order_and_resumes_its_own_position():
+    from torch.utils.data import DistributedSampler
+
+    from zoo.data.resume import EpochShuffleSampler
+
+    shards = [EpochShuffleSampler(21, seed=3, epoch=1, num_replicas=2, rank=r) for r in range(2)]
+    # a DistributedSampler: Lightning uses it as it is instead of wrapping (and reshuffling) it
+    assert all(isinstance(s, DistributedSampler) and len(s) == 11 for s in shards)
+    order = EpochShuffleSampler(21, seed=3).permutation(1).tolist()
+    epoch = [list(s) for s in shards]
+    assert epoch[0] == order[0::2] and epoch[1] == order[1::2] + order[:1]  # padded by wrapping, as DistributedSampler
+    resumed = [list(EpochShuffleSampler(21, seed=3, epoch=1, skip=4, num_replicas=2, rank=r)) for r in range(2)]
+    assert resumed == [epoch[0][4:], epoch[1][4:]]

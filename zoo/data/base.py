@@ -43,10 +43,10 @@ class ZooDataModule(L.LightningDataModule):
     def train_sampler(self, num_samples: int, seed: int, batch_size: int) -> EpochShuffleSampler:
         """The train loader's sampler: epoch e's order is a function of (seed, e), continued from a checkpoint."""
         position, self._resume_position = self._resume_position or {"epoch": 0, "batches": 0}, None
-        # under DDP Lightning deals this global order out to the ranks (rank r takes every W-th index), so the W ranks
-        # together consumed batches × batch_size × W indices of it
-        skip = position["batches"] * batch_size * self._world_size()
-        return EpochShuffleSampler(num_samples, seed, position["epoch"], skip=skip)
+        # under DDP each rank takes every W-th index of this global order and has consumed batches × batch_size
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        skip = position["batches"] * batch_size
+        return EpochShuffleSampler(num_samples, seed, position["epoch"], skip=skip, num_replicas=self._world_size(), rank=rank)
 
     def _world_size(self) -> int:
         return self.trainer.world_size if self.trainer is not None else 1

@@ -69,6 +69,9 @@ class FeatureTokenizer(nn.Module):
         # all categorical tables in one embedding, column j's codes offset by the sizes of the tables before it
         self.embedding = nn.Embedding(max(1, sum(self.cardinalities)), dim)
         nn.init.uniform_(self.embedding.weight, -bound, bound)
+        # an all-numeric table never reads it: frozen, so DDP does not wait for its gradient (it stays in the state
+        # dict, so checkpoints load either way)
+        self.embedding.weight.requires_grad_(bool(self.cardinalities))
         offsets = torch.tensor([0, *self.cardinalities[:-1]], dtype=torch.long).cumsum(0) if self.cardinalities else torch.zeros(0, dtype=torch.long)
         self.register_buffer("offsets", offsets, persistent=False)
         self.register_buffer("max_codes", torch.tensor(self.cardinalities, dtype=torch.long), persistent=False)

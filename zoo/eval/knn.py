@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
+
+from zoo.eval.states import concatenated
 
 
 @torch.no_grad()
@@ -71,11 +72,9 @@ class KNNAccuracy(Metric):
             self.query_labels.append(labels.detach().long())
 
     def compute(self) -> Tensor:
-        if not self.bank_features or not self.query_features:
+        bank, queries = concatenated(self.bank_features), concatenated(self.query_features)
+        if bank is None or queries is None:
             return torch.tensor(float("nan"), device=self.device)
-        queries, labels = dim_zero_cat(self.query_features), dim_zero_cat(self.query_labels)
-        predicted = knn_predict(
-            queries, dim_zero_cat(self.bank_features), dim_zero_cat(self.bank_labels),
-            self.num_classes, self.k, self.temperature, self.weighted,
-        )
+        labels = concatenated(self.query_labels)
+        predicted = knn_predict(queries, bank, concatenated(self.bank_labels), self.num_classes, self.k, self.temperature, self.weighted)
         return (predicted == labels).float().mean()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
+
+from zoo.eval.states import concatenated
 
 
 @torch.no_grad()
@@ -38,7 +39,7 @@ class RankMe(Metric):
         self.embeddings.append(embeddings.detach().float())
 
     def compute(self) -> Tensor:
-        if not self.embeddings:
+        z = concatenated(self.embeddings)
+        if z is None or z.shape[0] < 2:
             return torch.tensor(float("nan"), device=self.device)
-        z = dim_zero_cat(self.embeddings)[: self.max_samples]
-        return rankme(z) if z.shape[0] >= 2 else torch.tensor(float("nan"), device=self.device)
+        return rankme(z[: self.max_samples])

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
+
+from zoo.eval.states import concatenated
 
 #: SLAP's zero-shot templates (paper §4.3); the best template's accuracy is reported, as in the paper
 ZERO_SHOT_PROMPTS = ["{}", "{} music", "this sounds like {}", "A {} track"]
@@ -84,9 +85,9 @@ class RetrievalCollector(Metric):
     full_state_update = False
 
     def __init__(self) -> None:
-        # compute() takes the class embeddings as an argument: no cached result; states on the CPU (an evaluation
-        # set's embeddings would otherwise pile up in accelerator memory)
-        super().__init__(compute_with_cache=False, compute_on_cpu=True)
+        # compute() takes the class embeddings as an argument: no cached result. The states stay on the device
+        # (compute_on_cpu would move them to the CPU, where NCCL cannot gather them); compute() runs on the CPU.
+        super().__init__(compute_with_cache=False)
         for name in ("audio", "text", "labels"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -99,9 +100,12 @@ class RetrievalCollector(Metric):
             self.labels.append(labels.detach())  # type: ignore[union-attr]
 
     def compute(self, class_embeddings: list[Tensor] | None = None) -> dict[str, float]:  # type: ignore[override]
-        audio, text = dim_zero_cat(self.audio).cpu(), dim_zero_cat(self.text).cpu()  # type: ignore[arg-type]
+        audio, text, labels = (concatenated(state) for state in (self.audio, self.text, self.labels))  # type: ignore[arg-type]
+        if audio is None or text is None:
+            raise ValueError("RetrievalCollector.compute: no pairs were added since the last reset")
+        audio, text = audio.cpu(), text.cpu()
         out = {**retrieval_metrics(audio, text), **modality_gap(audio, text)}
-        labels = dim_zero_cat(self.labels).cpu() if len(self.labels) else None  # type: ignore[arg-type]
+        labels = labels.cpu() if labels is not None else None
         if class_embeddings is not None and labels is not None and len(labels) == len(audio):
             out.update(zero_shot_accuracy(audio, [c.detach().float().cpu() for c in class_embeddings], labels))
         return out

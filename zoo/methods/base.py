@@ -190,30 +190,46 @@ class SSLMethod(HubMixin, L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self.ssl_step(batch)
-        self._check_finite(out.loss, "loss", batch_idx)
         batch_size = out.features.shape[0] if out.features is not None else None
         self.log("train/loss", out.loss, prog_bar=True, batch_size=batch_size)
         for name, value in out.logs.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
-        loss = out.loss
+        loss, losses = out.loss, {"loss": out.loss}
         labels = batch.get("label") if isinstance(batch, dict) else None
         if self.probe is not None and out.features is not None and labels is not None:
             probe_loss, logits = self.probe.loss(out.features, labels)
             self.log("train/probe_loss", probe_loss, batch_size=batch_size)
             self.log("train/probe_acc", (logits.argmax(1) == labels).float().mean(), batch_size=batch_size)
-            self._check_finite(probe_loss, "online probe loss", batch_idx)
+            losses["online probe loss"] = probe_loss
             loss = loss + probe_loss
+        self._check_finite(losses, batch_idx)
         return loss
 
-    def _check_finite(self, loss: Tensor, what: str, batch_idx: int) -> None:
+    def _check_finite(self, losses: dict[str, Tensor], batch_idx: int) -> None:
         # A NaN/inf loss poisons every weight at the next optimizer step and the run then trains on garbage for
-        # hours; stop at once, naming the step. (One host sync per step: small next to a training step.)
-        if not torch.isfinite(loss.detach()).all():
-            raise NonFiniteLossError(
-                f"{type(self).__name__}: {what} is {loss.detach().float().item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped. Lower the lr, check the inputs, "
-                "or train in fp32 / bf16 instead of fp16"
-            )
+        # hours; stop at once, naming the step. Under DDP the decision is collective: a rank that stopped alone would
+        # leave the others waiting in the gradient all-reduce for ever. One all-reduce of a [W, n] table (rank r's
+        # row: its non-finite values, 0 where finite) and one host sync per step: small next to a training step.
+        values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+        bad = ~torch.isfinite(values)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        world_size = torch.distributed.get_world_size() if distributed else 1
+        if world_size > 1:
+            flags = torch.zeros(world_size, 2, len(values), device=values.device)
+            flags[torch.distributed.get_rank()] = torch.stack([bad.float(), torch.where(bad, values, 0.0)])
+            torch.distributed.all_reduce(flags)  # each entry is non-zero on one rank at most: the sum is its value
+        else:
+            flags = torch.stack([bad.float(), torch.where(bad, values, 0.0)]).unsqueeze(0)
+        flags = flags.cpu()
+        if not flags[:, 0].any():
+            return
+        rank, index = (int(i) for i in flags[:, 0].nonzero()[0])
+        on_rank = f" on rank {rank} (of {world_size})" if world_size > 1 else ""
+        raise NonFiniteLossError(
+            f"{type(self).__name__}: {list(losses)[index]} is {flags[rank, 1, index].item()}{on_rank} at global step "
+            f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); training stopped. Lower the lr, "
+            "check the inputs, or train in fp32 / bf16 instead of fp16"
+        )
 
     # ---- validation / test / predict ----------------------------------------------------------------------------
     def _has_knn_bank(self, stage: str) -> bool:
@@ -234,7 +250,9 @@ class SSLMethod(HubMixin, L.LightningModule):
         suite: EvaluationSuite = self.evaluation[stage]  # type: ignore[assignment]
         metrics = suite.compute()
         for name, value in metrics.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "knn_acc")
+            # every rank computed the same value from the gathered states: the sync only averages equal numbers, and
+            # spares each validation Lightning's warning about unsynced epoch-level values under DDP
+            self.log(f"{stage}/{name}", value, prog_bar=name == "knn_acc", sync_dist=True)
         suite.reset()
         # the sanity check runs an untrained network: its (often low) spread says nothing about training
         if stage == "val" and not self.trainer.sanity_checking:
