@@ -42,6 +42,7 @@ def test_failure_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert torch.equal(io.load_checkpoint(path, weights_only=True)["w"], torch.arange(1000.0))
 
 
-def test_zoo_cli_trainers_write_checkpoints_atomically():
-    cli = ZooCLI(args=["--config", DIGITS, "--trainer.logger", "false", "--trainer.accelerator", "cpu"], run=False)
+def test_zoo_cli_trainers_write_checkpoints_atomically(tmp_path):
+    cli = ZooCLI(args=["--config", DIGITS, "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+                       "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

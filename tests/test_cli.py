@@ -123,13 +123,14 @@ def test_export_of_a_checkpoint_whose_weights_do_not_match_its_args(fitted, tmp_
 
 def test_bad_data_is_one_line_before_training(tmp_path, capsys):
     args = ["fit", "--config", str(REPO / "configs" / "simclr" / "fashion_mnist.yaml"), "--trainer.logger", "false",
-            "--trainer.callbacks", "[]", "--data.init_args.data_dir", str(tmp_path / "nowhere")]
+            "--trainer.callbacks", "[]", "--data.init_args.data_dir", str(tmp_path / "nowhere"),
+            "--trainer.default_root_dir", str(tmp_path / "run")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("zoo fit: error:") and "nowhere" in err and "apt-get install dataset-fashion-mnist" in err
     # val_size larger than the data: a DataError raised in setup, also one line
     args = ["fit", "--config", DIGITS, "--trainer.logger", "false", "--trainer.callbacks", "[]",
-            "--data.init_args.val_size", "5000"]
+            "--data.init_args.val_size", "5000", "--trainer.default_root_dir", str(tmp_path / "run")]
     assert main(args) == 2
     assert "val_size=5000" in capsys.readouterr().err
 

@@ -183,14 +183,14 @@ def test_gpu_preset_without_a_gpu_says_so(capsys):
     assert "no usable GPU" in err and "configs/trainer/cpu.yaml" in err
 
 
-def test_progress_bar_off_with_a_recipe_that_lists_one():
+def test_progress_bar_off_with_a_recipe_that_lists_one(tmp_path):
     from lightning.pytorch.callbacks import ProgressBar
 
     from zoo.cli import ZooCLI
 
     assert "RichProgressBar" in Path(DIGITS).read_text()
     cli = ZooCLI(args=["--config", DIGITS, "--trainer.logger", "false", "--trainer.accelerator", "cpu",
-                       "--trainer.enable_progress_bar", "false"], run=False)
+                       "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert cli.trainer.progress_bar_callback is None
     assert not [c for c in cli.trainer.callbacks if isinstance(c, ProgressBar)]
 
