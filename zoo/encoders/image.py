@@ -23,6 +23,7 @@ class ImageEncoderConfig(TypedDict, total=False):
     mean: Sequence[float]  # per-channel normalisation applied to [0, 1] inputs
     std: Sequence[float]
     model_kwargs: dict[str, Any]  # extra timm.create_model kwargs, e.g. {"layers": [1, 1, 1, 1]}
+    grad_checkpointing: bool  # recompute block activations in backward (timm's set_grad_checkpointing): less memory
 
 
 DEFAULT_IMAGE_ENCODER: ImageEncoderConfig = {
@@ -32,6 +33,7 @@ DEFAULT_IMAGE_ENCODER: ImageEncoderConfig = {
     "mean": (0.5,),
     "std": (0.5,),
     "model_kwargs": {},
+    "grad_checkpointing": False,
 }
 
 
@@ -75,11 +77,19 @@ class ImageEncoder(nn.Module):
         self.backbone = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **cfg["model_kwargs"])
         if cfg["small_image_stem"]:
             _apply_small_image_stem(self.backbone, name)
+        if cfg["grad_checkpointing"]:
+            self.backbone.set_grad_checkpointing(True)
         self.in_chans = in_chans
+        self.channels_last = False
         self.num_features: int = self.backbone.num_features
         # derived from the config, so kept out of the state dict
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def use_channels_last(self) -> None:
+        """Convolution weights and inputs in channels-last memory format (the method's ``channels_last`` option)."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 [0, 255] or float [0, 1] images → normalised float."""
@@ -90,4 +100,7 @@ class ImageEncoder(nn.Module):
         # views and uint8 inputs arrive as fp32; under bf16-true / 16-true the weights are half precision
         # (under autocast they stay fp32 and autocast does the casting)
         weight_dtype = next(self.backbone.parameters()).dtype
-        return self.backbone(x.to(weight_dtype))
+        x = x.to(weight_dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
