@@ -19,7 +19,8 @@ the report is rewritten after every section, so a run killed from outside still 
 - ``benchmark``: ``benchmarks.run`` zoo vs lightly at batch 512, R18 32 px and R50 224 px, bf16 + channels_last;
 - ``jepa_mfu``: benchmarks/jepa_step.py MFU for ViT-S/16 and ViT-B/16, eager and compiled.
 
-Writes ``report.md`` and ``results.json`` into ``--out`` (default ``$OUT``, else benchmarks/results/gpu-check).
+Writes ``report.md`` and ``results.json`` into ``--out`` (default ``$OUT``, else
+benchmarks/results/gpu-check-<date>-<gpu>).
 """
 
 from __future__ import annotations
@@ -119,6 +120,16 @@ def _preset(name: str) -> dict[str, Any]:
     return yaml.safe_load((PRESETS / name).read_text())["trainer"]
 
 
+def _release_process_group() -> None:
+    """Lightning's DDP/FSDP strategies leave the default process group behind after ``fit`` (also after a failed
+    one); a later single-device fit in this process then ran 6× slower (measured on the CPU), so each section that
+    made one removes it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _sync(ctx: Context) -> None:
     if ctx.cuda:
         torch.cuda.synchronize()
@@ -133,21 +144,29 @@ class _Losses:
 
         class Recorder(L.Callback):
             def __init__(self) -> None:
-                self.losses: list[float] = []
+                self._losses: list[torch.Tensor] = []
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
-                self.losses.append(float(outputs["loss"]))
+                self._losses.append(outputs["loss"].detach())  # read after the run: no host sync inside the steps
+
+            @property
+            def losses(self) -> list[float]:
+                return [float(v) for v in self._losses]
 
         return Recorder()
 
 
 class SyncWatch:
     """Host-sync detector: ``torch.cuda.set_sync_debug_mode("warn")`` between ``start()`` and ``stop()``; every
-    warning is attributed to the innermost frame of the Python stack that lies in zoo/ (else lightning, else torch)."""
+    warning is attributed to the innermost frame of the Python stack that lies in zoo/ (else lightning, else torch).
+    Those warnings come from Python threads only (autograd's device threads print theirs to stderr), so the CUDA
+    runtime's synchronising calls are also counted over the same window with the profiler (all threads, no place)."""
 
     def __init__(self) -> None:
         self.sites: dict[str, int] = {}
+        self.runtime_syncs: dict[str, int] | str = {}
         self._catcher: contextlib.ExitStack | None = None
+        self._profiler: Any = None
 
     @staticmethod
     def _site() -> str:
@@ -177,6 +196,13 @@ class SyncWatch:
 
         warnings.showwarning = show
         torch.cuda.set_sync_debug_mode("warn")
+        try:
+            from torch.profiler import ProfilerActivity, profile
+
+            self._profiler = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            self._profiler.__enter__()
+        except Exception as e:  # noqa: BLE001 (the warnings above still count)
+            self._profiler, self.runtime_syncs = None, f"profiler unavailable: {e}"
 
     def stop(self) -> None:
         if self._catcher is None:
@@ -184,6 +210,13 @@ class SyncWatch:
         torch.cuda.set_sync_debug_mode("default")
         self._catcher.close()
         self._catcher = None
+        if self._profiler is not None:
+            try:
+                self._profiler.__exit__(None, None, None)
+                self.runtime_syncs = {e.key: e.count for e in self._profiler.key_averages() if "Synchronize" in e.key}
+            except Exception as e:  # noqa: BLE001
+                self.runtime_syncs = f"profiler failed: {e}"
+            self._profiler = None
 
     def callback(self, first_step: int):
         import lightning as L
@@ -203,6 +236,19 @@ class SyncWatch:
                 watch.stop()
 
         return Watch()
+
+
+def attempt(s: Section, name: str, fn: Callable[[], Any]) -> Any:
+    """Run one item of a section; an error becomes a failed check and the section goes on with its next item."""
+    try:
+        return fn()
+    except SectionTimeout:
+        raise
+    except Exception as e:  # noqa: BLE001
+        s.check(name, False, f"{type(e).__name__}: {str(e).strip()[-500:]}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
 
 
 #: host syncs that zoo makes on purpose, once per step: the NaN/inf guard, which stops a run at the step that went
@@ -261,7 +307,8 @@ def section_precision(ctx: Context, s: Section) -> None:
             losses = recorder.losses
             finite = len(losses) == ctx.steps and all(math.isfinite(v) for v in losses)
             close = abs(losses[0] - fp32.losses[0]) <= 0.05 * abs(fp32.losses[0]) + 1e-3 if losses else False
-            s.data[name][precision] = {"losses": losses, "seconds": round(seconds, 2), "syncs": watch.sites}
+            s.data[name][precision] = {"losses": losses, "seconds": round(seconds, 2), "syncs": watch.sites,
+                                       "runtime_syncs": watch.runtime_syncs}
             s.check(f"{key}: {ctx.steps} finite losses", finite, f"last {losses[-1]:.4f}" if losses else "no loss")
             s.check(f"{key}: first loss within 5% of fp32", close, f"{losses[0]:.4f} vs fp32 {fp32.losses[0]:.4f}" if losses else "")
             if not ctx.cuda:
@@ -270,7 +317,8 @@ def section_precision(ctx: Context, s: Section) -> None:
             zoo_sites = {k: v for k, v in watch.sites.items() if k.startswith("zoo/") and not any(d in k for d in DELIBERATE_SYNCS)}
             others = {k: v for k, v in watch.sites.items() if k not in zoo_sites}
             s.check(f"{key}: no host syncs in zoo code (besides the NaN guard)", not zoo_sites,
-                    f"zoo: {zoo_sites or 'none'}; elsewhere (Lightning/torch/NaN guard): {others or 'none'}")
+                    f"zoo: {zoo_sites or 'none'}; elsewhere (Lightning/torch/NaN guard): {others or 'none'}; "
+                    f"CUDA runtime sync calls over steps 3-{ctx.steps} (profiler): {watch.runtime_syncs or 'none'}")
 
 
 def _nt_xent_rank(rank: int, world: int, backend: str, device: str, port: int, result_dir: str) -> None:
@@ -302,8 +350,10 @@ def _nt_xent_equivalence(ctx: Context, s: Section, backend: str, device: str, ti
     world = 2
     with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
         port = 29500 + os.getpid() % 1000
+        # spawn: CUDA cannot be forked, and forked gloo ranks hung here on the CPU too
+        start_method = "spawn"
         procs = mp.start_processes(_nt_xent_rank, args=(world, backend, device, port, tmp), nprocs=world, join=False,
-                                   start_method="spawn")  # fmt: skip
+                                   start_method=start_method)  # fmt: skip
         deadline = time.monotonic() + timeout
         try:
             while not procs.join(timeout=0.5):
@@ -367,6 +417,8 @@ def section_ddp(ctx: Context, s: Section) -> None:
         trainer.fit(case.build(), _loader(case, 16, 2))
     except Exception as e:  # DDP refuses SyncBN on CPU modules
         s.data["ddp_fit_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    finally:
+        _release_process_group()
     if ctx.cuda:
         s.check("ddp_bf16 preset: 2 steps with SyncBN active, finite losses",
                 bool(seen) and all(a > 0 and b == 0 for a, b in seen) and len(recorder.losses) == 2
@@ -401,9 +453,12 @@ def _fit_state(ctx: Context, case, strategy: Any, precision: str, steps: int = 5
     model = case.build(**build)
     trainer = _trainer(ctx, strategy=strategy, precision=precision, max_steps=steps, callbacks=[StopAfter()])
     L.seed_everything(0, verbose=False)
-    trainer.fit(model, _loader(case, 8, steps, same_batches=True), ckpt_path=str(ckpt_in) if ckpt_in else None)
     path = ctx.workdir / f"state-{time.monotonic_ns()}.ckpt"
-    trainer.save_checkpoint(path)
+    try:
+        trainer.fit(model, _loader(case, 8, steps, same_batches=True), ckpt_path=str(ckpt_in) if ckpt_in else None)
+        trainer.save_checkpoint(path)
+    finally:
+        _release_process_group()
     state = torch.load(path, map_location="cpu", weights_only=False)
     return {"state": state["state_dict"], "global_step": state["global_step"], "path": path}
 
@@ -486,12 +541,15 @@ def section_compile(ctx: Context, s: Section) -> None:
         s.skip("inductor", "no CUDA: compiled with backend 'eager' (dynamo capture only)")
         setting, steps, warmup, precision = Setting("resnet10t", 16, 4, 16, "cpu"), 1, 1, "32"
         options = {"backend": "eager"}
-    for method in ("simclr", "byol", "swav") if ctx.cuda else ("simclr",):
+    def one(method: str) -> None:
         eager, eager_loss = _zoo_step_rate(ctx, method, setting, steps, warmup, precision)
         compiled, compiled_loss = _zoo_step_rate(ctx, method, Setting(**{**setting.__dict__, "compile": options}), steps, warmup, precision)
         s.data[method] = {"eager_samples_per_s": eager, "compiled_samples_per_s": compiled, "speedup": compiled / eager}
         s.check(f"{method}: compile=True speed-up {compiled / eager:.2f}× ({eager:.0f} → {compiled:.0f} samples/s)",
                 math.isfinite(compiled_loss), f"loss eager {eager_loss:.4f}, compiled {compiled_loss:.4f}")
+
+    for method in ("simclr", "byol", "swav") if ctx.cuda else ("simclr",):
+        attempt(s, f"{method}: compile", lambda: one(method))
 
 
 def section_channels_last(ctx: Context, s: Section) -> None:
@@ -502,7 +560,7 @@ def section_channels_last(ctx: Context, s: Section) -> None:
         steps, warmup, precision = 10, 3, "bf16"
     else:
         settings, steps, warmup, precision = [Setting("resnet10t", 16, 4, 16, "cpu")], 1, 1, "bf16"
-    for setting in settings:
+    def one(setting: Setting) -> None:
         fast = Setting(**{**setting.__dict__, "channels_last": True})
         probe = build("zoo", "simclr", fast).model
         convs = [m.weight for m in probe.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
@@ -514,6 +572,9 @@ def section_channels_last(ctx: Context, s: Section) -> None:
         key = f"simclr {setting.backbone} {setting.image_size}px bs{setting.batch_size} {precision}"
         s.data[key] = {"contiguous_samples_per_s": plain, "channels_last_samples_per_s": cl, "speedup": cl / plain}
         s.check(f"{key}: channels_last speed-up {cl / plain:.2f}×", math.isfinite(loss), f"{plain:.0f} → {cl:.0f} samples/s")
+
+    for setting in settings:
+        attempt(s, f"channels_last {setting.backbone}", lambda: one(setting))
 
 
 def section_benchmark(ctx: Context, s: Section) -> None:
@@ -531,7 +592,7 @@ def section_benchmark(ctx: Context, s: Section) -> None:
         runs = [["--backbone", "resnet10t", "--image-size", "16", "--batch-size", "4", "--repeats", "1", "--steps", "1",
                  "--epoch-batches", "1", "--workers", "0", "--methods", "simclr"]]  # fmt: skip
         common = ["--device", "cpu", "--precision", "32", "--warmup", "0", "--no-isolate"]
-    for argv in runs:
+    def one(argv: list[str]) -> None:
         label = f"{argv[1]} {argv[3]}px bs{argv[5]}"
         out = ctx.workdir / f"bench-{argv[1]}"
         run.main([*argv, *common, "--out", str(out)])
@@ -541,7 +602,10 @@ def section_benchmark(ctx: Context, s: Section) -> None:
             if row["library"] == "zoo" and "step_ratio" in row:
                 s.check(f"{label} {row['method']}: zoo/lightly step {row['step_ratio']:.2f}×, end-to-end {row['epoch_ratio']:.2f}×",
                         row["step_ratio"] >= 1.0 if ctx.cuda else None, "goal: step ≥ 1.0× lightly" if ctx.cuda else "dry run")
-        s.data[label + " table"] = (out / next(out.glob("benchmark-*.md")).name).read_text()
+        s.data[label + " table"] = next(out.glob("benchmark-*.md")).read_text()
+
+    for argv in runs:
+        attempt(s, f"benchmarks.run {argv[1]} {argv[3]}px", lambda: one(argv))
 
 
 def section_jepa_mfu(ctx: Context, s: Section) -> None:
@@ -557,13 +621,17 @@ def section_jepa_mfu(ctx: Context, s: Section) -> None:
                   "--predictor-depth", "1", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--dtype", "fp32"]  # fmt: skip
         variants = [("eager", [])]
         s.skip("compiled variants", "no CUDA (inductor's CPU build takes minutes here)")
-    for variant, extra in variants:  # eager first for both sizes: the compiled ones take longest
-        for name, dims in vits.items():
-            row = jepa_step.measure(jepa_step.parse_args([*common, *dims, *extra]))
-            s.data[f"{name} {variant}"] = row
-            s.check(f"{name} {variant}: MFU {row['mfu']:.1%}, {row['samples_per_s']:.0f} samples/s",
-                    row["mfu"] >= 0.30 if ctx.cuda and variant == "compiled" else (True if math.isfinite(row["loss"]) else False),
-                    "goal ≥ 30% compiled" if variant == "compiled" else f"loss {row['loss']:.4f}")
+    def one(name: str, variant: str, argv: list[str]) -> None:
+        row = jepa_step.measure(jepa_step.parse_args(argv))
+        s.data[f"{name} {variant}"] = row
+        ok = row["mfu"] >= 0.30 if ctx.cuda and variant == "compiled" else math.isfinite(row["loss"])
+        s.check(f"{name} {variant}: MFU {row['mfu']:.1%}, {row['samples_per_s']:.0f} samples/s, {row['step_ms']:.1f} ms/step", ok,
+                "goal ≥ 30% compiled" if variant == "compiled" else f"loss {row['loss']:.4f}")
+
+    # the small model first, eager before compiled: what the budget cuts is the slowest
+    for name, dims in vits.items():
+        for variant, extra in variants:
+            attempt(s, f"{name} {variant}", lambda: one(name, variant, [*common, *dims, *extra]))
 
 
 #: (name, function, GPU budget in s, dry-run budget in s), in running order. The GPU budgets sum to 430 s so the
@@ -605,6 +673,8 @@ def _on_alarm(signum, frame):  # type: ignore[no-untyped-def]
 def run_section(ctx: Context, name: str, fn: Callable[[Context, Section], None], budget: float) -> Section:
     section = Section(name, budget=budget)
     start = time.perf_counter()
+    # Lightning's DDP strategy sets torch's thread count (cpu_count / local processes) and leaves it so
+    threads = torch.get_num_threads()
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, budget)
     try:
@@ -622,6 +692,8 @@ def run_section(ctx: Context, name: str, fn: Callable[[Context, Section], None],
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        torch.set_num_threads(threads)
+        _release_process_group()
         with contextlib.suppress(Exception):
             torch.cuda.set_sync_debug_mode("default") if torch.cuda.is_available() else None
     section.seconds = time.perf_counter() - start
@@ -653,7 +725,7 @@ def markdown(ctx: Context, sections: list[Section], started: str, total: float) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, same sections (CI runs this)")
-    parser.add_argument("--out", type=Path, default=None, help="report folder (default $OUT, else benchmarks/results/gpu-check)")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default $OUT, else benchmarks/results/gpu-check-<date>-<gpu>)")
     parser.add_argument("--sections", nargs="+", choices=[n for n, *_ in SECTIONS], default=[n for n, *_ in SECTIONS])
     parser.add_argument("--total-budget", type=float, default=None,
                         help="seconds for all sections after the imports (default 450 on a GPU, 600 dry): a section gets min(its budget, what is left)")
@@ -661,7 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         parser.error("no CUDA device: run on a GPU machine, or pass --dry-run to exercise the script on the CPU")
-    out = args.out or Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results" / "gpu-check")
+    if args.out is None and not os.environ.get("OUT"):
+        # benchmarks/results/gpu-check-<date>-<gpu>: where a GPU report is kept in the repository
+        tag = "dry-run" if args.dry_run else torch.cuda.get_device_name(0).replace("NVIDIA ", "").replace(" ", "-")
+        args.out = ROOT / "benchmarks" / "results" / f"gpu-check-{datetime.date.today().isoformat()}-{tag}"
+    out = args.out or Path(os.environ["OUT"])
     out.mkdir(parents=True, exist_ok=True)
     device = "cpu" if args.dry_run else "cuda"
     if args.dry_run:

@@ -2,7 +2,7 @@
 # One prepared GPU run (issue 21): every check and benchmark zoo needs a GPU for, in at most 8 minutes.
 #
 #   bash benchmarks/gpu_check.sh              on a GPU machine: report.md + results.json in $OUT
-#                                             (else benchmarks/results/gpu-check)
+#                                             (else benchmarks/results/gpu-check-<date>-<gpu>)
 #   bash benchmarks/gpu_check.sh --dry-run    the same sections on this CPU with tiny sizes (the test suite runs it)
 #
 # The GPU machine brings its own CUDA torch stack (torch, lightning, timm, ...) and has no network: the packages
@@ -29,10 +29,10 @@ export PYTHONUNBUFFERED=1
 timeout --signal=TERM --kill-after=15 "$limit" "$PY" -m benchmarks.gpu_check "$@"
 rc=$?
 if [ $rc = 124 ] || [ $rc = 137 ]; then
-    out="${OUT:-benchmarks/results/gpu-check}"
+    out="${OUT:-}"
     for ((i = 1; i <= $#; i++)); do [ "${!i}" = "--out" ] && { j=$((i + 1)); out="${!j}"; }; done
-    mkdir -p "$out"
-    printf '\n**Stopped after %s s by gpu_check.sh**: the sections listed above finished, the others did not.\n' "$limit" >>"$out/report.md"
+    [ -z "$out" ] && out="$(ls -dt benchmarks/results/gpu-check-* 2>/dev/null | head -1)"
+    [ -n "$out" ] && [ -d "$out" ] && printf '\n**Stopped after %s s by gpu_check.sh**: the sections listed above finished, the others did not.\n' "$limit" >>"$out/report.md"
     echo "gpu_check.sh: stopped after $limit s" >&2
 fi
 exit $rc
