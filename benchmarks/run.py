@@ -1,8 +1,8 @@
 """``python -m benchmarks.run [--device cuda] [--repeats N]``: zoo vs lightly for SimCLR, SwAV and BYOL.
 
 For each method, zoo and lightly are built side by side in one process and measured INTERLEAVED: every repeat times
-a block of steps of each library (the order alternates between repeats), then one epoch of each, so a change in
-machine load hits both alike. Warm-up (steps, and a first batch through each data path) is never timed. Reported:
+a block of steps and one epoch of each library, the library order alternating every repeat and the step/epoch order
+every other repeat, so a change in machine load hits both libraries and both measurements alike. Warm-up (steps, and a first batch through each data path) is never timed. Reported:
 medians with min–max over the repeats, and the zoo/lightly ratio of each repeat (median, min–max).
 
 - **step**: samples/s of forward + backward + optimizer step on ready-made views (same shapes for both);
@@ -141,11 +141,14 @@ def measure_method(method: str, setting: Setting, args: argparse.Namespace) -> d
         runners[library].warm_up()
     results: dict[str, dict[str, Any]] = {lib: {"step": [], "epoch": []} for lib in runners}
     for repeat in range(args.repeats):
+        # both orders alternate (library: every repeat; step/epoch: every other), so a load that drifts during the
+        # run favours neither a library nor a kind of measurement
         order = list(runners) if repeat % 2 == 0 else list(reversed(runners))
-        for library in order:
-            results[library]["step"].append(runners[library].step_block())
-        for library in order:
-            results[library]["epoch"].append(runners[library].epoch())
+        kinds = ("step", "epoch") if repeat // 2 % 2 == 0 else ("epoch", "step")
+        for kind in kinds:
+            for library in order:
+                runner = runners[library]
+                results[library][kind].append(runner.step_block() if kind == "step" else runner.epoch())
     for library, runner in runners.items():
         results[library]["peak_memory_mb"] = runner.peak_memory
     del runners
