@@ -62,3 +62,33 @@ def test_a_failing_or_overrunning_section_is_reported_and_does_not_stop_the_run(
     timed_out = run_section(ctx, "slow", slow, 0.5)
     assert timed_out.status == "TIMEOUT" and time.perf_counter() - start < 5 and len(timed_out.checks) == 1
     assert run_section(ctx, "failing", failing, 10).status == "FAILED"
+
+
+def test_sync_watch_places_a_sync_warning_at_the_zoo_line_that_caused_it(monkeypatch):
+    # on a GPU torch.cuda.set_sync_debug_mode("warn") issues these warnings; here torch.isfinite issues one, called
+    # from zoo's NaN guard, so the attribution and the deliberate-sync filter are exercised without CUDA
+    import torch
+
+    from benchmarks.gpu_check import DELIBERATE_SYNCS, SyncWatch
+    from tests.method_cases import CASES
+
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+    isfinite = torch.isfinite
+
+    def warning_isfinite(x):
+        import warnings
+
+        warnings.warn("called a synchronizing CUDA operation", UserWarning)
+        return isfinite(x)
+
+    monkeypatch.setattr(torch, "isfinite", warning_isfinite)
+    model = CASES["simclr"].build()
+    watch = SyncWatch(profile=False)  # the profiler's start-up alone takes seconds on the CPU
+    watch.start()
+    try:
+        model._check_finite(torch.tensor(1.0), "loss", 0)
+    finally:
+        watch.stop()
+    (site, count), = watch.sites.items()
+    assert site.startswith("zoo/methods/base.py:") and "_check_finite" in site and count == 1
+    assert any(name in site for name in DELIBERATE_SYNCS)
