@@ -42,3 +42,24 @@ test: $(STAMP)
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache
+
+# ---- one prepared GPU run (issue 21; benchmarks/gpu_check.py) ---------------------------------------------------------
+# The GPU machine has its own CUDA torch stack (torch, lightning, timm, torchvision, ...) but no network: what zoo's
+# benchmark needs beyond it (lightly, pure Python; the parts the benchmark imports need none of its optional
+# dependencies) travels as a wheel in .whl/ (git-ignored, ~1 MB;
+# the device tool's working-tree limit is 64 MiB). Here: `make gpu-wheels`; there: run with carry [".whl"]
+#     bash benchmarks/gpu_check.sh        (report.md + results.json in $OUT; ≤ 8 min)
+# and `make gpu-check GPU_CHECK_ARGS=--dry-run` exercises the same script on this CPU.
+GPU_WHEELS := lightly==1.6.0
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_CHECK_ARGS ?=
+
+.PHONY: gpu-check gpu-wheels
+
+gpu-wheels:
+	mkdir -p .whl
+	$(GPU_PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --dest .whl $(GPU_WHEELS)
+	@ls -la .whl
+
+gpu-check:
+	PYTHON=$(GPU_PYTHON) bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)

@@ -82,8 +82,8 @@ def compile_networks(model: torch.nn.Module) -> None:
         setattr(model, name, torch.compile(getattr(model, name), dynamic=True))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def measure(args: argparse.Namespace) -> dict[str, float | str]:
+    """Build, count FLOPs, warm up, time; returns the figures of one table row."""
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -122,17 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     sync()
     seconds = (time.perf_counter() - start) / args.steps
     achieved = flops / seconds
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     fused = args.fused_adamw and device.type == "cuda"  # build() falls back to foreach AdamW elsewhere
     options = ", ".join(o for o, on in (("compile", args.compile), ("SDPA", args.sdpa), ("fused AdamW", fused)) if on) or "plain"
+    return {
+        "method": args.method, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "model": f"ViT d{args.embed_dim} L{args.depth} /{args.patch_size} @{args.img_size}", "batch": args.batch_size,
+        "dtype": args.dtype, "options": options, "gflop_per_step": flops / 1e9, "step_ms": seconds * 1e3,
+        "samples_per_s": args.batch_size / seconds, "tflops": achieved / 1e12,
+        "mfu": achieved / (args.peak_tflops * 1e12), "loss": loss.item(),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    r = measure(args)
     print("| method | device | model | batch | dtype | options | GFLOP/step | step ms | samples/s | TFLOP/s | MFU |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(
-        f"| {args.method} | {name} | ViT d{args.embed_dim} L{args.depth} /{args.patch_size} @{args.img_size} "
-        f"| {args.batch_size} | {args.dtype} | {options} | {flops / 1e9:.1f} | {seconds * 1e3:.1f} "
-        f"| {args.batch_size / seconds:.1f} | {achieved / 1e12:.3f} | {achieved / (args.peak_tflops * 1e12):.1%} |"
+        f"| {r['method']} | {r['device']} | {r['model']} | {r['batch']} | {r['dtype']} | {r['options']} "
+        f"| {r['gflop_per_step']:.1f} | {r['step_ms']:.1f} | {r['samples_per_s']:.1f} | {r['tflops']:.3f} | {r['mfu']:.1%} |"
     )
-    print(f"(last loss {loss.item():.4f}; MFU against a peak of {args.peak_tflops:g} TFLOP/s)")
+    print(f"(last loss {r['loss']:.4f}; MFU against a peak of {args.peak_tflops:g} TFLOP/s)")
     return 0
 
 

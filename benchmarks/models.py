@@ -29,6 +29,8 @@ class Setting:
     batch_size: int = 32
     num_prototypes: int = 300
     device: str = "cpu"
+    channels_last: bool = False  # both libraries: conv weights and inputs channels-last
+    compile: bool | dict = False  # zoo's ``compile`` option (torch.compile of each network, in place)
 
 
 @dataclass
@@ -87,12 +89,14 @@ def zoo_contender(method: str, setting: Setting) -> Contender:
 
     s = setting.image_size
     encoder = {"name": setting.backbone, "in_chans": 3}
-    kwargs: dict[str, Any] = {"encoder": encoder, "optimizer": "sgd", "lr": 0.01}
+    kwargs: dict[str, Any] = {"encoder": encoder, "optimizer": "sgd", "lr": 0.01,
+                              "channels_last": setting.channels_last, "compile": setting.compile}
     if method == "simclr":
         kwargs |= {"projector_out_dim": 128}
     elif method == "swav":
         kwargs |= {"small_crop_size": s // 2, "num_prototypes": setting.num_prototypes, "projector_hidden_dim": 2048}
     model = get_method(method)(**kwargs).to(setting.device).train()
+    model.apply_speed_options()  # what Lightning's configure_model does in `zoo fit`
     optimizer = _sgd(model)
 
     def step(views: list[Tensor]) -> Tensor:
@@ -149,9 +153,13 @@ def lightly_contender(method: str, setting: Setting) -> Contender:
         criterion = NegativeCosineSimilarity()
         transform = BYOLTransform(BYOLView1Transform(input_size=s), BYOLView2Transform(input_size=s))
     model = nn.ModuleDict(modules).to(setting.device).train()
+    if setting.channels_last:  # what a lightly user would write: weights and inputs channels-last
+        model = model.to(memory_format=torch.channels_last)
     optimizer = _sgd(model)
 
     def loss_of(views: list[Tensor]) -> Tensor:
+        if setting.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         if method == "simclr":
             n = views[0].shape[0]
             z0, z1 = model["projector"](model["backbone"](torch.cat(views))).split(n)

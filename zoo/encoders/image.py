@@ -29,6 +29,7 @@ class ImageEncoderConfig(TypedDict, total=False):
     std: Sequence[float]
     model_kwargs: dict[str, Any]  # extra timm.create_model kwargs, e.g. {"layers": [1, 1, 1, 1]}
     pretrained: bool | str  # initial weights: false (random), true (timm's own, downloaded), or a local file path
+    grad_checkpointing: bool  # recompute block activations in backward (timm's set_grad_checkpointing): less memory
 
 
 DEFAULT_IMAGE_ENCODER: ImageEncoderConfig = {
@@ -39,6 +40,7 @@ DEFAULT_IMAGE_ENCODER: ImageEncoderConfig = {
     "std": (0.5,),
     "model_kwargs": {},
     "pretrained": False,
+    "grad_checkpointing": False,
 }
 
 #: seconds to wait for the Hub before ``pretrained: true`` gives up (huggingface_hub itself retries for ~50 s)
@@ -164,11 +166,19 @@ class ImageEncoder(nn.Module):
         if cfg["small_image_stem"]:
             _apply_small_image_stem(self.backbone, name)
         self.config = cfg  # what rebuilds the backbone (the timm export reads it)
+        if cfg["grad_checkpointing"]:
+            self.backbone.set_grad_checkpointing(True)
         self.in_chans = in_chans
+        self.channels_last = False
         self.num_features: int = self.backbone.num_features
         # derived from the config, so kept out of the state dict
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def use_channels_last(self) -> None:
+        """Convolution weights and inputs in channels-last memory format (the method's ``channels_last`` option)."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 [0, 255] or float [0, 1] images → normalised float."""
@@ -179,4 +189,7 @@ class ImageEncoder(nn.Module):
         # views and uint8 inputs arrive as fp32; under bf16-true / 16-true the weights are half precision
         # (under autocast they stay fp32 and autocast does the casting)
         weight_dtype = next(self.backbone.parameters()).dtype
-        return self.backbone(x.to(weight_dtype))
+        x = x.to(weight_dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)

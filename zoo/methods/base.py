@@ -34,6 +34,10 @@ from zoo.hub import HubMixin
 from zoo.validation import check_checkpoint_classes, check_train_loader
 
 
+#: timm optimizer names that build a torch optimizer with fused kernels (``fused=True``)
+_FUSED_OPTIMIZERS = ("sgd", "nesterov", "momentum", "adam", "adamw")
+
+
 class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite; the message names the step."""
 
@@ -79,6 +83,9 @@ class SSLMethod(HubMixin, L.LightningModule):
         knn_temperature: float = 0.1,
         collapse_min_rankme: float | None = 1.5,
         collapse_min_std: float | None = 0.05,
+        compile: bool | dict[str, Any] = False,
+        channels_last: bool = False,
+        fused_optimizer: bool | None = None,
     ) -> None:
         """
         Args:
@@ -96,6 +103,13 @@ class SSLMethod(HubMixin, L.LightningModule):
             collapse_min_rankme, collapse_min_std: a validation epoch whose RankMe (≈ 1 when collapsed) or normalised
                 embedding std (≈ 1 spread, 0 collapsed; :mod:`zoo.eval.collapse`) falls below these gives a
                 :class:`~zoo.eval.collapse.CollapseWarning` naming the epoch; None turns a check off.
+            compile: ``torch.compile`` each network of the method in place (:meth:`apply_speed_options`; state-dict
+                keys and checkpoints are unchanged); a dict is passed to ``torch.compile`` (``{"mode":
+                "max-autotune"}``, ``{"dynamic": true}``).
+            channels_last: convolution weights and image inputs in channels-last memory format (faster convolutions
+                under bf16/fp16 on GPUs and on CPUs with oneDNN).
+            fused_optimizer: fused kernels for the optimizers torch has them for (SGD, Adam, AdamW); None = on when
+                the parameters are on a CUDA device, True = wherever torch supports it, False = never.
         """
         super().__init__()
         if optimizer.lower() not in timm.optim.list_optimizers():
@@ -112,6 +126,7 @@ class SSLMethod(HubMixin, L.LightningModule):
         self.probe: OnlineLinearProbe | None = None
         self._view_seed = 0
         self._training_record: dict[str, Any] = {}
+        self._speed_options_applied = False
 
     # ---- to implement in a method -------------------------------------------------------------------------------
     def embed(self, inputs: Tensor) -> Tensor:
@@ -306,6 +321,7 @@ class SSLMethod(HubMixin, L.LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         extra = {"momentum": hp.momentum} if hp.optimizer.lower() in ("sgd", "momentum", "lars", "larc", "nlars", "nlarc") else {}
+        extra |= self._fused_optimizer_kwargs(hp.optimizer)
         optimizer = timm.optim.create_optimizer_v2(
             self.parameter_groups(), opt=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, **extra
         )
@@ -339,6 +355,57 @@ class SSLMethod(HubMixin, L.LightningModule):
         if isinstance(model, FullyShardedDataParallel):
             return FullyShardedDataParallel.summon_full_params(model, writeback=True)
         return contextlib.nullcontext()
+
+    # ---- speed options (compile, channels_last) -----------------------------------------------------------------
+    def compiled_modules(self) -> list[str]:
+        """Children that ``compile=True`` compiles: every network with parameters (encoders, EMA targets, heads,
+        prototypes), not the evaluation parts, which run on detached features."""
+        return [
+            name for name, module in self.named_children()
+            if name not in ("probe", "evaluation") and next(module.parameters(), None) is not None
+        ]  # fmt: skip
+
+    def apply_speed_options(self) -> None:
+        """Apply ``channels_last`` and ``compile`` once. Lightning calls it through :meth:`configure_model`; call it
+        yourself when stepping the model outside a Trainer. Both act in place, so parameter names, checkpoints and
+        Hub files are the same as without them."""
+        if self._speed_options_applied:
+            return
+        self._speed_options_applied = True
+        if self.hparams.get("channels_last"):
+            # 4-D weights (convolutions) only; image encoders also turn their inputs channels-last
+            self.to(memory_format=torch.channels_last)
+            for module in self.modules():
+                if module is not self and hasattr(module, "use_channels_last"):
+                    module.use_channels_last()
+        options = self.hparams.get("compile")
+        if options:
+            for name in self.compiled_modules():
+                getattr(self, name).compile(**(options if isinstance(options, dict) else {}))
+
+    def configure_model(self) -> None:
+        self.apply_speed_options()
+
+    def _fused_optimizer_kwargs(self, optimizer: str) -> dict[str, Any]:
+        """``{"fused": True}`` when the fused kernels apply: an optimizer torch has them for, parameters on a device
+        that supports them, and ``fused_optimizer`` True (or None and the parameters on CUDA)."""
+        choice = self.hparams.get("fused_optimizer")
+        if choice is False:
+            return {}
+        if optimizer.lower() not in _FUSED_OPTIMIZERS:
+            if choice:
+                rank_zero_warn(f"fused_optimizer=True: {optimizer!r} has no fused kernels in torch; using the standard one")
+            return {}
+        devices = {p.device.type for p in self.parameters() if p.requires_grad}
+        try:
+            from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+            supported = set(_get_fused_kernels_supported_devices())
+        except ImportError:
+            supported = {"cuda"}
+        if devices and devices <= supported and (choice or devices == {"cuda"}):
+            return {"fused": True}
+        return {}
 
     # ---- checkpoint ---------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
