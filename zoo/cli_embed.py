@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
         prog="zoo embed",
         description="Embed images, table rows or a datamodule split with a zoo model; write safetensors or parquet.",
         epilog="INPUT: an image folder (class subfolders give labels) or a path[,label] list; a CSV/parquet table "
-        "for a tabular model; or a split name (train, val, test, knn_bank, predict) of --data, or, without --data, "
+        "for a tabular model; skeleton files or an audio manifest (read as the model's training data was); or a split name (train, val, test, knn_bank, predict) of --data, or, without --data, "
         "of the data the model was trained on (rebuilt from its training record).",
     )
     p.add_argument("input", help="image folder / list, table, or split name")
@@ -41,9 +41,12 @@ def parser() -> argparse.ArgumentParser:
                    help="a datamodule init arg (YAML value), over --data or the training record; repeatable")
     p.add_argument("--image-size", type=int, default=None, help="image side (default: the encoder's or the training record's)")
     p.add_argument("--crop-fraction", type=float, default=None, help="centre crop of the shorter side (default: the training record's, else 0.875)")
+    p.add_argument("--split", choices=("train", "val", "test", "knn_bank"), default=None,
+                   help="skeleton files: which split of them (default test)")
     p.add_argument("--labels", choices=("auto", "folders", "none"), default="auto", help="image folder: class subfolders or unlabelled")
     p.add_argument("--on-bad-file", choices=("error", "skip"), default="error",
-                   help="a file that cannot be decoded: stop naming it (error) or leave its row out and list it (skip)")
+                   help="an image that cannot be decoded: stop naming it (error) or leave its row out and list it (skip); "
+                   "other inputs always stop at a bad file")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding files")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N, mps")
@@ -65,7 +68,7 @@ def main(argv: list[str]) -> int:
     model = embed.load_model(args.pretrained)
     inp = embed.build_input(
         model, args.input, data=args.data, data_overrides=dict(args.data_arg), image_size=args.image_size,
-        crop_fraction=args.crop_fraction, labels=args.labels, batch_size=args.batch_size,
+        crop_fraction=args.crop_fraction, labels=args.labels, split=args.split, batch_size=args.batch_size,
         num_workers=args.num_workers, on_bad_file=args.on_bad_file,
     )
     result = embed.embed_input(model, inp, device, progress=not args.quiet and sys.stderr.isatty())

@@ -11,16 +11,19 @@ Inputs (:func:`build_input`):
   (:func:`image_view`);
 - a CSV / TSV / parquet table for a tabular model: preprocessed with the preprocessing fitted on the training data
   of the model's training record;
+- skeleton files (a folder or file in the format the model was trained on) or an audio manifest: the model's
+  training-record datamodule pointed at them (its preprocessing kept), its test split (``split`` to choose);
 - a split name (``train``, ``val``, ``test``, ``knn_bank``, ``predict``) of a datamodule: the one given (a YAML
-  config or a class path + init args), or the one the model was trained on, rebuilt from its training record
-  (skeleton files, audio manifests and every other source go through their own datamodule this way).
+  config or a class path + init args), or the one the model was trained on, rebuilt from its training record.
 
-A file that cannot be decoded follows ``on_bad_file``: ``"error"`` stops naming it, ``"skip"`` leaves its row out
-and lists it in the result (:attr:`Embeddings.skipped`).
+An image file that cannot be decoded follows ``on_bad_file``: ``"error"`` stops naming it, ``"skip"`` leaves its
+row out and lists it in the result (:attr:`Embeddings.skipped`). Other inputs are checked by their datamodules,
+which stop at a bad file with one line naming it.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from dataclasses import dataclass, field
@@ -318,13 +321,17 @@ def _split_loader(dm: Any, split: str) -> DataLoader:
             raise DataError(f"{type(dm).__name__} has no kNN bank (unlabelled data or knn_bank_size 0)")
         return loaders[0]
     train = dm.train_dataloader()  # the train rows, in dataset order (not the training sampler's shuffle)
-    return DataLoader(train.dataset, batch_size=train.batch_size or 1, shuffle=False, collate_fn=train.collate_fn,
+    dataset = train.dataset
+    if getattr(dataset, "train", None) is True:  # a dataset with random train-time windows (audio): evaluation form
+        dataset = copy.copy(dataset)
+        dataset.train = False
+    return DataLoader(dataset, batch_size=train.batch_size or 1, shuffle=False, collate_fn=train.collate_fn,
                       num_workers=train.num_workers)
 
 
 def build_input(model: Any, input: str, *, data: str | None = None, data_overrides: dict[str, Any] | None = None,
                 image_size: int | None = None, crop_fraction: float | None = None, labels: str = "auto",
-                batch_size: int = 64, num_workers: int = 0, on_bad_file: str = "error") -> EmbedInput:
+                split: str | None = None, batch_size: int = 64, num_workers: int = 0, on_bad_file: str = "error") -> EmbedInput:
     """What ``input`` names (see the module docstring), prepared for ``model``."""
     if on_bad_file not in ("error", "skip"):
         raise DataError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
@@ -340,16 +347,40 @@ def build_input(model: Any, input: str, *, data: str | None = None, data_overrid
                                num_workers=num_workers, on_bad_file=on_bad_file, classes=source.classes)
         if key == "features" and path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
             return table_input(model, path, batch_size=batch_size, data_overrides=data_overrides)
-        raise DataError(
-            f"{input}: {type(model).__name__} reads {key!r} inputs; a file or folder is read directly only for image "
-            "models (image folders / lists) and tabular models (CSV, parquet). For other data give a split name "
-            "(e.g. test) with --data CONFIG.yaml, or --data-arg path=... to point the training record's datamodule at it"
-        )
+        return files_input(model, path, split, data_overrides, batch_size=batch_size, num_workers=num_workers,
+                           on_bad_file=on_bad_file)
     if input not in SPLITS:
         raise DataError(f"{input}: no such file or folder, and not a split name ({', '.join(SPLITS)})")
     datamodule = build_datamodule(model, data, data_overrides)
     view = image_view(model, image_size, crop_fraction) if key == "image" and image_size else None
     return split_input(model, input, datamodule, view=view, batch_size=batch_size, num_workers=num_workers, on_bad_file=on_bad_file)
+
+
+#: for each datamodule that reads its samples from a file or folder: the init args that point it at another one
+#: (its preprocessing settings from the training record stay), and the split that then holds the samples in
+#: evaluation form (an audio manifest given as test manifest: every clip, centre windows)
+_FILE_ARGS = {
+    "SkeletonDataModule": (lambda p: {"path": p}, "test"),
+    "AudioTextDataModule": (lambda p: {"manifest": p, "test_manifest": p, "val_size": 0, "test_size": 0, "drop_last": False}, "test"),
+}
+
+
+def files_input(model: Any, path: Path, split: str | None, overrides: dict[str, Any] | None, *, batch_size: int,
+                num_workers: int, on_bad_file: str) -> EmbedInput:
+    """Skeleton files, an audio manifest, ...: the model's training-record datamodule pointed at ``path``."""
+    record = model.training_record().get("data") or {}
+    name = record.get("class")
+    if name not in _FILE_ARGS:
+        trained = f"trained on {name}" if name else "without a training record naming its data"
+        raise DataError(
+            f"{path}: {type(model).__name__} reads {type(model).input_key!r} inputs ({trained}); zoo embed reads files "
+            f"directly for image models, tabular models and {', '.join(_FILE_ARGS)}; otherwise give a split name "
+            "with --data CONFIG.yaml"
+        )
+    args, default_split = _FILE_ARGS[name]
+    datamodule = build_datamodule(model, None, {**args(str(path)), **(overrides or {})})
+    return split_input(model, split or default_split, datamodule, view=None, batch_size=batch_size,
+                       num_workers=num_workers, on_bad_file=on_bad_file)
 
 
 # ---- embedding --------------------------------------------------------------------------------------------------------
