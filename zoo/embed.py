@@ -283,7 +283,11 @@ def split_input(model: Any, split: str, datamodule: Any, *, view: dict[str, Any]
 
     name = type(datamodule).__name__
     if isinstance(datamodule, ImageFilesDataModule):
-        paths, labels = datamodule.files(split if split != "predict" else ("test" if _has_split(datamodule, "test") else "train"))
+        source = split if split != "predict" else ("test" if _has_split(datamodule, "test") else "train")
+        paths, labels = datamodule.files(source)
+        if split == "predict" and source == "train":  # as the datamodule's predict loader: every train image, in file order
+            order = np.argsort(np.asarray(paths, dtype=object), kind="stable")
+            paths, labels = [paths[i] for i in order], labels[order]
         dm_view = {"size": datamodule.eval_size, "crop_fraction": datamodule.crop_fraction, "channels": datamodule.channels}
         if dm_view["size"] is None:
             dm_view["size"] = (view or {}).get("size")
