@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from zoo.atomic import write_atomic
 from zoo.data.base import DataError
+from zoo.data.image_files import ImageFileDataset, collate_images
 
 SPLITS = ("train", "val", "test", "knn_bank", "predict")
 FORMATS = ("safetensors", "parquet")
@@ -207,23 +208,18 @@ def image_view(model: Any, image_size: int | None = None, crop_fraction: float |
     return {"size": int(size), "crop_fraction": float(crop_fraction), "channels": channels}
 
 
-def _leave_out_dataset() -> type:
-    from zoo.data.image_files import ImageFileDataset
+class LeaveOutImageDataset(ImageFileDataset):
+    """:class:`ImageFileDataset` whose bad files (``on_bad_file="skip"``) come back as a ``BadSample``, which
+    ``collate_images`` leaves out of the batch and lists under ``"skipped"``: their rows are missing from the output
+    (the training dataset puts the next file in their place instead, to keep batches full)."""
 
-    class LeaveOut(ImageFileDataset):
-        # a bad file comes back as a BadSample, which collate_images leaves out of the batch and lists under
-        # "skipped": its row is missing from the output (the training dataset puts the next file in its place instead)
-        def __getitem__(self, index: int) -> Any:
-            return self._read(index)
-
-    return LeaveOut
+    def __getitem__(self, index: int) -> Any:
+        return self._read(index)
 
 
 def image_input(paths: list[str], labels: np.ndarray, view: dict[str, Any], source: str, *, batch_size: int,
                 num_workers: int, on_bad_file: str, classes: list[str] | None = None) -> EmbedInput:
-    from zoo.data.image_files import collate_images
-
-    dataset = _leave_out_dataset()(
+    dataset = LeaveOutImageDataset(
         paths, labels, channels=view["channels"], eval_size=view["size"], crop_fraction=view["crop_fraction"],
         on_bad_file=on_bad_file,
     )

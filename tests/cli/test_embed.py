@@ -64,14 +64,21 @@ def hub_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, hub_model, images) -> Path:
-    """A checkpoint as `zoo fit` writes it, trained on ``images`` (ImageFilesDataModule, 2 test images held out)."""
-    model, _ = hub_model
-    record = {"class": "ImageFilesDataModule", "root": str(images), "test_size": 2, "eval_size": 8, "crop_fraction": 1.0, "channels": 1, "seed": 0}
+def ckpt(tmp_path_factory, images):
+    """(trained model, its checkpoint): one `zoo fit`-style step on ``images`` (ImageFilesDataModule, 2 test images
+    held out, 8 px evaluation view without a crop margin), so the checkpoint carries a real training record."""
+    import lightning as L
+
+    from zoo.data.image_files import ImageFilesDataModule
+
+    model = CASES["simclr"].build(views={"output_size": 8})
+    data = ImageFilesDataModule(root=str(images), test_size=2, batch_size=4, eval_size=8, crop_fraction=1.0, channels=1, knn_bank_size=0)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, data)
     path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
-    torch.save({"zoo_method": "simclr", "state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "zoo_training_record": {"data": record}}, path)
-    return path
+    trainer.save_checkpoint(path)
+    return model.eval(), path
 
 
 def paths_of(root: Path) -> list[str]:
@@ -96,12 +103,12 @@ def test_folder_equals_model_embed_in_order(images, hub_model, tmp_path, capsys)
     assert json.loads(meta["view"]) == {"size": 8, "crop_fraction": 0.875, "channels": 1}
 
 
-def test_ckpt_split_from_training_record_to_parquet(images, hub_model, ckpt, tmp_path):
+def test_ckpt_split_from_training_record_to_parquet(images, ckpt, tmp_path):
     import pyarrow.parquet as pq
 
     from zoo.data.image_files import ImageFilesDataModule
 
-    model, _ = hub_model
+    model, ckpt = ckpt
     out = tmp_path / "test.parquet"
     # INPUT "test": the held-out split of the data in the checkpoint's training record, its eval size and crop
     assert main(["embed", "--pretrained", str(ckpt), "test", "--output", str(out), "--quiet", "--device", "cpu"]) == 0
