@@ -292,7 +292,10 @@ def split_input(model: Any, split: str, datamodule: Any, *, view: dict[str, Any]
     datamodule.setup("predict" if split == "predict" else "test" if split == "test" else "fit")
     loader = _split_loader(datamodule, split)
     classes = getattr(datamodule, "classes", None) or getattr(datamodule, "class_names", None)
-    return EmbedInput(loader, None, f"{name} {split}", list(classes) if isinstance(classes, (list, tuple)) else None)
+    # a dataset of files (audio clips) names each row's file; array datasets (skeletons, tables) only number them
+    clips = getattr(loader.dataset, "clips", None)
+    ids = [str(c.path) for c in clips] if isinstance(clips, list) and all(hasattr(c, "path") for c in clips) else None
+    return EmbedInput(loader, ids, f"{name} {split}", list(classes) if isinstance(classes, (list, tuple)) else None)
 
 
 def _has_split(datamodule: Any, split: str) -> bool:
