@@ -6,6 +6,7 @@
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
     zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
     zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/finetune.py)
+    zoo embed --pretrained DIR INPUT --output FILE   embeddings of a folder / list / table / split (zoo/cli_embed.py)
     zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
     zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
 
@@ -125,6 +126,12 @@ def _finetune(argv: list[str]) -> int:
     return finetune_main(argv)
 
 
+def _embed(argv: list[str]) -> int:
+    from zoo.cli_embed import main as embed_main
+
+    return embed_main(argv)
+
+
 def _tabular_eval(argv: list[str]) -> int:
     from zoo.eval.tabular_protocol import main as tabular_eval
 
@@ -201,7 +208,7 @@ def _data(argv: list[str]) -> int:
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     "list": _list, "export": _export, "push": _push, "cards": _cards, "finetune": _finetune,
-    "tabular-eval": _tabular_eval, "data": _data,
+    "embed": _embed, "tabular-eval": _tabular_eval, "data": _data,
 }
 TOOL_SUMMARIES = {
     "list": "the registered methods: name, class path (--model CLASS_PATH) and a one-sentence summary",
@@ -209,6 +216,7 @@ TOOL_SUMMARIES = {
     "push": "upload a Hub folder to the Hugging Face Hub: zoo push DIR ORG/REPO",
     "cards": "regenerate MODEL_CARD.md from checkpoints/*/README.md (--check: only compare)",
     "finetune": "linear-probe / fine-tune a pretrained encoder: zoo finetune --pretrained DIR --config ...",
+    "embed": "embeddings of an image folder/list, a table or a data split: zoo embed --pretrained DIR INPUT --output FILE",
     "tabular-eval": "T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting",
     "data": "write a generated data set: zoo data build skeleton-actions|music-captions DIR",
 }
