@@ -86,7 +86,7 @@ def test_sync_watch_places_a_sync_warning_at_the_zoo_line_that_caused_it(monkeyp
     watch = SyncWatch(profile=False)  # the profiler's start-up alone takes seconds on the CPU
     watch.start()
     try:
-        model._check_finite(torch.tensor(1.0), "loss", 0)
+        model._check_finite({"loss": torch.tensor(1.0)}, 0)
     finally:
         watch.stop()
     (site, count), = watch.sites.items()
