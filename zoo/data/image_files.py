@@ -219,6 +219,15 @@ class BadSample:
     index: int
 
 
+def eval_view(image: Tensor, size: int, crop_fraction: float) -> Tensor:
+    """The evaluation view of a decoded image: the shorter side resized (antialiased) to ``size / crop_fraction``,
+    then the central ``size`` square (ImageNet's 256 → 224 for size 224, crop_fraction 0.875)."""
+    from torchvision.transforms.v2.functional import center_crop, resize
+
+    short = max(size, round(size / crop_fraction))
+    return center_crop(resize(image, short, antialias=True), [size, size])
+
+
 def collate_images(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, Any]:
     """Pad a list of samples ``{"image": uint8 [C, H, W], "label": int (optional), "index": int}`` into a batch.
 
@@ -463,14 +472,8 @@ class ImageFileDataset(Dataset):
             reason = str(e).removeprefix(f"{path}: ") if isinstance(e, DataError) else f"cannot read ({e.strerror or e})"
             return BadSample(path, reason, int(index))
         if self.eval_size:
-            image = self._eval_view(image)
+            image = eval_view(image, self.eval_size, self.crop_fraction)
         return {"image": image, "label": int(self.labels[index]), "index": int(index)}
-
-    def _eval_view(self, image: Tensor) -> Tensor:
-        from torchvision.transforms.v2.functional import center_crop, resize
-
-        short = max(self.eval_size, round(self.eval_size / self.crop_fraction))  # type: ignore[operator]
-        return center_crop(resize(image, short, antialias=True), [self.eval_size, self.eval_size])
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.base import DataError, ZooDataModule
-from zoo.data.image_files import collate_images, decode_image
+from zoo.data.image_files import collate_images, decode_image, eval_view
 
 CLASSES_FILE = "classes.json"  # written beside litdata's index.json: class names, for num_classes
 _INSTALL = "litdata is not installed; install the streaming extra: pip install 'zoo[stream]' (or pip install litdata)"
@@ -239,10 +239,7 @@ class _DecodeSample:
         max_side = None if self.eval_size else self.max_side
         image = decode_image(sample["image"], source=f"{self.where} sample {index}", max_side=max_side)
         if self.eval_size:
-            from torchvision.transforms.v2.functional import center_crop, resize
-
-            short = max(self.eval_size, round(self.eval_size / self.crop_fraction))
-            image = center_crop(resize(image, short, antialias=True), [self.eval_size, self.eval_size])
+            image = eval_view(image, self.eval_size, self.crop_fraction)
         return {"image": image, "label": int(sample["label"]), "index": index}
 
 
