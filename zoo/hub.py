@@ -30,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file, save_model
 
 from zoo.encoders.image import saved_weights_follow
+from zoo.network import hub_unreachable_reason
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -322,28 +323,6 @@ def resolve_file(model_id: str, filename: str, **download_kwargs: Any) -> Path:
             raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub: {offline}, and it is not in the local Hub cache") from None
         reason = " ".join(str(e).split())
         raise PretrainedLoadError(f"{model_id}: could not get {filename} from the Hub ({type(e).__name__}: {reason})") from None
-
-
-def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
-    """Why the Hugging Face Hub cannot be reached now, or None when it can (or when a proxy is set, whose reach a
-    direct connection does not tell). One TCP connection: offline, huggingface_hub retries each request for ~25 s."""
-    import socket
-    from urllib.parse import urlsplit
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return "offline mode (HF_HUB_OFFLINE) is on"
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")):
-        return None
-    url = urlsplit(constants.ENDPOINT)
-    if not url.hostname:
-        return None
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
-    except OSError as e:
-        return f"the Hub ({url.hostname}) cannot be reached: {e.strerror or type(e).__name__} (offline?)"
-    return None
 
 
 class HubError(ValueError):

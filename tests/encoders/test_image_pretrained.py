@@ -66,7 +66,7 @@ def test_pretrained_true_offline_fails_fast_with_one_line(tmp_path, monkeypatch)
     from huggingface_hub import constants
 
     before = constants.HF_HUB_OFFLINE
-    monkeypatch.setattr(image_module, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(image_module, "hub_unreachable_reason", lambda timeout=3.0: "the Hub cannot be reached (test)")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
     start = time.perf_counter()
     with pytest.raises(ValueError, match="unreachable and they are not in the local cache") as error:

@@ -8,15 +8,15 @@ loaded with ``from_pretrained`` embeds raw images with no outside preprocessing.
 from __future__ import annotations
 
 import contextvars
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TypedDict
-from urllib.parse import urlparse
 
 import timm
 import torch
 from torch import Tensor, nn
+
+from zoo.network import hub_unreachable_reason
 
 
 class ImageEncoderConfig(TypedDict, total=False):
@@ -60,17 +60,6 @@ def saved_weights_follow() -> Iterator[None]:
         _SKIP_PRETRAINED.reset(token)
 
 
-def _hub_reachable() -> bool:
-    from huggingface_hub import constants
-
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=HUB_PROBE_TIMEOUT).close()
-        return True
-    except OSError:
-        return False
-
-
 def create_backbone(name: str, in_chans: int, model_kwargs: dict[str, Any], pretrained: bool | str) -> nn.Module:
     """``timm.create_model(name, num_classes=0)`` started from ``pretrained`` weights: a file (safetensors, or
     ``torch.load(weights_only=True)``: no pickled code runs) loaded strictly, or ``True``: timm's download, failing in
@@ -81,7 +70,7 @@ def create_backbone(name: str, in_chans: int, model_kwargs: dict[str, Any], pret
     if pretrained is True:
         from huggingface_hub import constants
 
-        offline = constants.HF_HUB_OFFLINE or not _hub_reachable()
+        offline = hub_unreachable_reason(HUB_PROBE_TIMEOUT) is not None  # HF_HUB_OFFLINE included
         saved, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, offline  # offline: the local cache only, no retries
         try:
             return timm.create_model(name, pretrained=True, **kwargs)
