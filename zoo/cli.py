@@ -212,13 +212,13 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {
 }
 TOOL_SUMMARIES = {
     "list": "the registered methods: name, class path (--model CLASS_PATH) and a one-sentence summary",
-    "export": "turn a zoo fit checkpoint into a Hub folder: zoo export CKPT DIR",
+    "export": "a checkpoint as a Hub folder, a timm folder or ONNX graphs: zoo export [--format hub|timm|onnx] SRC DIR",
     "push": "upload a Hub folder to the Hugging Face Hub: zoo push DIR ORG/REPO",
     "cards": "regenerate MODEL_CARD.md from checkpoints/*/README.md (--check: only compare)",
     "finetune": "linear-probe / fine-tune a pretrained encoder: zoo finetune --pretrained DIR --config ...",
     "embed": "embeddings of an image folder/list, a table or a data split: zoo embed --pretrained DIR INPUT --output FILE",
     "tabular-eval": "T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting",
-    "data": "write a generated data set: zoo data build skeleton-actions|music-captions DIR",
+    "data": "generated data sets (zoo data build skeleton-actions|music-captions DIR) or litdata shards (zoo data optimize SRC OUT)",
 }
 
 
