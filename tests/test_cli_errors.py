@@ -297,3 +297,13 @@ def test_pseudo_labelling_prints_progress_once_then_uses_the_cache(tmp_path, cap
     assert [m.split(":")[1].split()[0] for m in first] == ["computing", "autoencoder", "autoencoder", "k-means", "done"]
     assert "autoencoder epoch 2/2: reconstruction MSE" in first[2] and f"cached in {tmp_path}" in first[0]
     assert second == []  # cached: nothing to report
+
+
+@pytest.mark.parametrize(
+    "args", [["export"], ["push", "only-a-folder"], ["list", "--nope"], ["cards", "--nope"], ["embed"],
+             ["data", "optimize"], ["export", "--format", "nope", "a", "b"]],
+)  # fmt: skip
+def test_usage_errors_of_zoo_tools_are_one_line(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"zoo {args[0]}: error: ") and "; usage: zoo " in err

@@ -19,6 +19,7 @@ from huggingface_hub import ModelCard
 from safetensors import safe_open
 
 from zoo.atomic import write_atomic
+from zoo.cli_errors import ArgumentParser
 from zoo.hub import dataset_label
 
 HEADER = """# zoo model card
@@ -157,7 +158,7 @@ def render_model_card(checkpoints_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo cards", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="zoo cards", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", default="checkpoints", help="folder of Hub checkpoint folders")
     parser.add_argument("--output", default="MODEL_CARD.md")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the file is out of date")

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 # Nothing here imports torch or Lightning: `zoo`, `zoo --help`, `zoo list` and argument errors answer in well under a
 # second; each command imports what it needs when it runs.
-from zoo.cli_errors import CLIError, run_command  # noqa: F401  (CLIError: the class zoo commands raise)
+from zoo.cli_errors import ArgumentParser, CLIError, run_command  # noqa: F401  (CLIError: the class zoo commands raise)
 
 #: the LightningCLI subcommands (zoo/lightning_cli.py), with their one-line summaries
 LIGHTNING_COMMANDS = {
@@ -57,7 +57,7 @@ def __getattr__(name: str) -> Any:
 def _list(argv: list[str]) -> int:
     from zoo.registry import list_models, method_info
 
-    argparse.ArgumentParser(prog="zoo list", description="List the registered methods.").parse_args(argv)
+    ArgumentParser(prog="zoo list", description="List the registered methods.").parse_args(argv)
     infos = {name: method_info(name) for name in list_models()}
     width = max(len(info.class_path) for info in infos.values())
     for name, info in infos.items():
@@ -68,7 +68,7 @@ def _list(argv: list[str]) -> int:
 def _export(argv: list[str]) -> int:
     from zoo.atomic import check_writable
 
-    parser = argparse.ArgumentParser(prog="zoo export", description="Turn a zoo model into a Hub folder, a timm Hub folder or ONNX graphs.")
+    parser = ArgumentParser(prog="zoo export", description="Turn a zoo model into a Hub folder, a timm Hub folder or ONNX graphs.")
     parser.add_argument("checkpoint", help="a .ckpt written by `zoo fit` (any format) or a zoo Hub folder (timm, onnx)")
     parser.add_argument("directory", help="output folder: new, empty, or an earlier export of the same format (its own files are replaced, others kept)")
     parser.add_argument(
@@ -97,7 +97,7 @@ def _export(argv: list[str]) -> int:
 def _push(argv: list[str]) -> int:
     from zoo.hub import upload_folder
 
-    parser = argparse.ArgumentParser(prog="zoo push", description="Upload a zoo Hub folder to the Hugging Face Hub.")
+    parser = ArgumentParser(prog="zoo push", description="Upload a zoo Hub folder to the Hugging Face Hub.")
     parser.add_argument("directory", help="a zoo Hub folder (--format timm: or a .ckpt)")
     parser.add_argument("repo_id", help="e.g. my-org/simclr-fashion-mnist")
     parser.add_argument("--format", choices=("hub", "timm"), default="hub", help="timm: push the image encoder with timm's push_to_hf_hub")
@@ -141,15 +141,10 @@ def _tabular_eval(argv: list[str]) -> int:
 def _data_optimize(argv: list[str]) -> int:
     from zoo.data.streaming import check_files, check_output_dir, optimize_images, resolve_source
 
-    usage = "usage: zoo data optimize SOURCE OUT [--data-dir DIR] [--split train|test] (--help: all options)"
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:  # one line through main(), not argparse's usage block and exit
-            raise ValueError(f"{message}; {usage}")
-
-    parser = Parser(
+    parser = ArgumentParser(
         prog="zoo data optimize",
-        description="Write images as litdata shards for StreamingImageDataModule (needs `pip install zoo[stream]`).",
+        description="Write images as litdata shards for StreamingImageDataModule (needs `pip install 'zoo-ssl[stream]'`).",
+        usage_hint="zoo data optimize SOURCE OUT [--data-dir DIR] [--split train|test] (--help: all options)",
     )
     parser.add_argument("source", help="an image folder (class subfolders or flat), a path[,label] list, or a dataset name")
     parser.add_argument("output", help="a new folder (or a URL litdata writes to, e.g. s3://bucket/train)")

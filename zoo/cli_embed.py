@@ -6,12 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-USAGE = "usage: zoo embed --pretrained DIR_OR_REPO_OR_CKPT INPUT --output FILE [options] (--help: all options)"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line through run_command, not argparse's usage block and exit
-        raise ValueError(f"{message}; {USAGE}")
+USAGE = "zoo embed --pretrained DIR_OR_REPO_OR_CKPT INPUT --output FILE [options] (--help: all options)"
 
 
 def _data_arg(text: str) -> tuple[str, Any]:
@@ -24,8 +19,10 @@ def _data_arg(text: str) -> tuple[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="zoo embed",
+    from zoo.cli_errors import ArgumentParser
+
+    p = ArgumentParser(
+        prog="zoo embed", usage_hint=USAGE,
         description="Embed images, table rows or a datamodule split with a zoo model; write safetensors or parquet.",
         epilog="INPUT: an image folder (class subfolders give labels) or a path[,label] list; a CSV/parquet table "
         "for a tabular model; skeleton files or an audio manifest (read as the model's training data was); or a split name (train, val, test, knn_bank, predict) of --data, or, without --data, "

@@ -25,15 +25,29 @@ members, e.g. for ``--model.init_args.lr abc``::
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import re
 import sys
-from typing import Callable
+from typing import Any, Callable, NoReturn
 
 
 class CLIError(Exception):
     """A user error (config, data, file) reported as one line by :func:`run_command`."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for zoo's own commands: a usage error (missing argument, bad choice, unknown option) becomes one
+    :class:`CLIError` line, ``"<what is wrong>; usage: <usage>"``, instead of argparse's usage block and exit."""
+
+    def __init__(self, *args: Any, usage_hint: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.usage_hint = usage_hint
+
+    def error(self, message: str) -> NoReturn:
+        usage = self.usage_hint or " ".join(self.format_usage().split()).removeprefix("usage: ")
+        raise CLIError(f"{message}; usage: {usage}")
 
 
 class CLIRuntimeError(CLIError):

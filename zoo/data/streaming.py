@@ -1,5 +1,5 @@
 """Streaming image shards for many machines, through litdata (Lightning's streaming data engine; ``pip install
-zoo[stream]``).
+'zoo-ssl[stream]'``).
 
 ``zoo data optimize SOURCE OUT`` (:func:`optimize_images`) writes litdata shards with ``litdata.optimize``: each
 sample is ``{"image": the encoded image bytes, "label": int (-1 unlabelled), "index": int}``. SOURCE is an image
@@ -32,7 +32,7 @@ from zoo.data.base import DataError, ZooDataModule
 from zoo.data.image_files import collate_images, decode_image, eval_view
 
 CLASSES_FILE = "classes.json"  # written beside litdata's index.json: class names, for num_classes
-_INSTALL = "litdata is not installed; install the streaming extra: pip install 'zoo[stream]' (or pip install litdata)"
+_INSTALL = "litdata is not installed; install the streaming extra: pip install 'zoo-ssl[stream]' (or pip install litdata)"
 
 
 def _litdata() -> Any:
