@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install zoo, train SimCLR on Fashion-MNIST (CPU, ~10 min), evaluate, export, reload
-#   make test   create .venv, install zoo with its test extras, run the test suite (~3 min; ~5 min with the install)
+#   make test   create .venv, install zoo with its test extras, run the test suite (~4 min; ~6 min with the install)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
