@@ -114,17 +114,24 @@ def test_failed_save_leaves_the_previous_folder_intact(model, saved, monkeypatch
     assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]  # no temporary folder left behind
 
 
+class _RepoUrl(str):
+    """What HfApi.create_repo returns: the repo URL, with its ``repo_id``."""
+
+    repo_id: str
+
+
+def _repo_url(repo_id: str) -> _RepoUrl:
+    url = _RepoUrl(f"https://huggingface.co/{repo_id}")
+    url.repo_id = repo_id
+    return url
+
+
 def test_push_to_hub_uploads_the_saved_folder(model, monkeypatch, tmp_path):
     """push_to_hub goes through huggingface_hub up to the upload call; the upload is captured locally."""
     calls = {}
 
     def fake_create_repo(self, repo_id, **kwargs):
-        class Url(str):
-            pass
-
-        url = Url(f"https://huggingface.co/{repo_id}")
-        url.repo_id = repo_id
-        return url
+        return _repo_url(repo_id)
 
     def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
         calls["repo_id"] = repo_id
@@ -244,13 +251,8 @@ def test_zoo_push_uploads_a_loadable_folder_and_refuses_a_broken_one(saved, monk
     calls = []
 
     def fake_create_repo(self, repo_id, private=False, exist_ok=False, **kwargs):
-        class Url(str):
-            pass
-
-        url = Url(f"https://huggingface.co/{repo_id}")
-        url.repo_id = repo_id
         calls.append(("create", repo_id, private, self.token))
-        return url
+        return _repo_url(repo_id)
 
     def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
         calls.append(("upload", repo_id, sorted(os.listdir(folder_path)), self.token))
@@ -373,12 +375,7 @@ def test_push_uploads_only_what_zoo_saved(model, saved, monkeypatch):
     uploaded = {}
 
     def fake_create_repo(self, repo_id, **kwargs):
-        class Url(str):
-            pass
-
-        url = Url(f"https://huggingface.co/{repo_id}")
-        url.repo_id = repo_id
-        return url
+        return _repo_url(repo_id)
 
     def fake_upload_folder(self, *, repo_id, folder_path, allow_patterns=None, ignore_patterns=None, **kwargs):
         files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
