@@ -106,7 +106,7 @@ CASES: dict[str, MethodCase] = {
     "swav": MethodCase(
         "swav",
         {
-            "encoder": TINY_ENCODER, "num_small_crops": 2, "large_crop_size": 8, "small_crop_size": 4, **TINY_HEADS,
+            "encoder": TINY_ENCODER, "num_small_crops": 2, "large_crop_size": 8, "small_crop_size": 6, **TINY_HEADS,
             "num_prototypes": 12, "freeze_prototypes_steps": 1, **SGD,
         },
         _image_batch, _image_views,

@@ -32,19 +32,6 @@ class _LossRecorder(L.Callback):
 
 
 def fit(case_name: str, precision: str) -> _LossRecorder:
-    # one intra-op thread: oneDNN's bf16 convolution backward on this CPU gave the tiny SwAV case NaN weight gradients
-    # in some runs with 4 threads (never with 1 or 2; main before this change too), and an earlier test in the
-    # session can leave torch's thread count raised (Lightning's DDP sets it). This test checks zoo's autocast
-    # plumbing, so it runs where the kernels are deterministic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _fit(case_name, precision)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit(case_name: str, precision: str) -> _LossRecorder:
     case = CASES[case_name]
     model = case.build()
     data = case.raw_batch(BATCH * STEPS, 0)

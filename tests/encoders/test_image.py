@@ -44,3 +44,18 @@ def test_wrong_input_shape_names_the_problem(tiny_encoder, shape):
 def test_unknown_timm_model_is_a_clear_error():
     with pytest.raises(ValueError, match="resnet_does_not_exist"):
         ImageEncoder({"name": "resnet_does_not_exist"})
+
+
+def test_bf16_training_on_a_one_pixel_wide_feature_map_is_refused_on_the_cpu(tiny_encoder):
+    # torch's CPU bf16 convolution returns wrong weight gradients for a strided conv on 1-px-wide input (the guard's
+    # docstring has the measurements): 4×4 crops reach layer4 at 1×1 in the small-stem ResNet
+    enc = ImageEncoder(tiny_encoder)
+    small = torch.rand(2, 1, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(ValueError, match=r"layer4\.0\.conv1.*32-true"):
+        enc(small)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        assert enc(small).shape == (2, 64)  # inference is unaffected: only weight gradients are wrong
+    assert enc(small).shape == (2, 64)  # fp32 is exact
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        enc(torch.rand(2, 1, 6, 6)).float().sum().backward()  # layer4's input is 2×2 there: exact
+    assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)

@@ -16,7 +16,7 @@ TINY_HEADS = {"projector_hidden_dim": 32, "projector_out_dim": 16, "num_prototyp
 
 def tiny_swav(tiny_encoder, **kwargs) -> SwAV:
     args = {
-        "encoder": tiny_encoder, "num_small_crops": 2, "large_crop_size": 8, "small_crop_size": 4, **TINY_HEADS,
+        "encoder": tiny_encoder, "num_small_crops": 2, "large_crop_size": 8, "small_crop_size": 6, **TINY_HEADS,
         "optimizer": "sgd", "lr": 0.05, "warmup_epochs": 0, **kwargs,
     }
     return SwAV(**args)
@@ -25,7 +25,7 @@ def tiny_swav(tiny_encoder, **kwargs) -> SwAV:
 def test_multicrop_views_have_the_configured_sizes(tiny_encoder):
     model = tiny_swav(tiny_encoder, num_small_crops=3)
     crops = model.make_views(torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8))
-    assert [tuple(c.shape) for c in crops] == [(5, 1, 8, 8)] * 2 + [(5, 1, 4, 4)] * 3
+    assert [tuple(c.shape) for c in crops] == [(5, 1, 8, 8)] * 2 + [(5, 1, 6, 6)] * 3
     assert model.large_views.config["crop_scale"] == (0.14, 1.0)
     assert model.small_views.config["crop_scale"] == (0.05, 0.14)
 

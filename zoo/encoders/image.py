@@ -8,6 +8,7 @@ loaded with ``from_pretrained`` embeds raw images with no outside preprocessing.
 from __future__ import annotations
 
 import contextvars
+from functools import partial
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TypedDict
@@ -16,6 +17,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import InputError
 from zoo.network import hub_unreachable_reason
 
 
@@ -134,6 +136,28 @@ def normalize_images(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return (x - mean.to(x.dtype)) / std.to(x.dtype)
 
 
+def _guard_cpu_bf16_strided_conv(name: str, conv: nn.Conv2d, args: tuple[Tensor, ...]) -> None:
+    """Refuse the one input where the CPU's bf16 convolution is known to return wrong weight gradients.
+
+    On torch 2.14 (oneDNN), a bf16 convolution with a kernel wider than 1 and a stride above 1 computes garbage —
+    often NaN, otherwise values off by up to 1e37 — for its weight gradient when its input is 1 pixel wide (measured
+    on this project's AVX512-BF16 CPUs, autocast and bf16-true alike; widths ≥ 2 are exact). Tiny crops reach it:
+    a 4-px SwAV small crop through a small-stem ResNet is 1×1 at layer4. Training would go on silently on corrupt
+    weights, so stop with the fix instead.
+    """
+    x = args[0]
+    if x.device.type != "cpu" or not torch.is_grad_enabled() or x.shape[-1] != 1:
+        return
+    if not (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16) and conv.weight.dtype != torch.bfloat16:
+        return
+    if conv.weight.requires_grad:
+        raise InputError(
+            f"image encoder: {name} (stride {conv.stride[-1]}) gets a feature map 1 px wide ({x.shape[-2]}×1), where "
+            "torch's bf16 convolution on the CPU returns wrong weight gradients. Use larger images or crops, or train "
+            "with --trainer.precision 32-true"
+        )
+
+
 class ImageEncoder(nn.Module):
     """timm backbone (classifier removed, globally pooled) with input normalisation built in."""
 
@@ -160,6 +184,9 @@ class ImageEncoder(nn.Module):
         self.in_chans = in_chans
         self.channels_last = False
         self.num_features: int = self.backbone.num_features
+        for module_name, module in self.backbone.named_modules():
+            if isinstance(module, nn.Conv2d) and module.kernel_size[-1] > 1 and module.stride[-1] > 1:
+                module.register_forward_pre_hook(partial(_guard_cpu_bf16_strided_conv, f"backbone.{module_name}"))
         # derived from the config, so kept out of the state dict
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
