@@ -17,7 +17,7 @@ import torch
 
 from tests.test_cli import DIGITS, REPO
 from zoo.cli import main
-from zoo.cli_errors import user_error
+from zoo.cli.errors import user_error
 
 QUIET = ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.accelerator", "cpu"]
 HUB_FOLDER = REPO / "checkpoints" / "simclr-fashion-mnist"
@@ -230,8 +230,8 @@ def test_tensorboard_logger_without_tensorboard(monkeypatch, capsys):
 
 @pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
 def test_python_m_zoo_cli_finetune_errors_are_one_line(monkeypatch, capsys):
-    """`python -m zoo.cli` runs zoo/cli.py as a second module, __main__ (runpy does the same here, without a new
-    interpreter): the errors zoo.finetune raises must still be the classes that module's main() reports."""
+    """`python -m zoo.cli` (how torchrun and SLURM launch zoo) runs zoo/cli/__main__.py (runpy does the same here,
+    without a new interpreter): its errors are still one line."""
     import runpy
 
     config = str(REPO / "configs" / "finetune" / "digits.yaml")
@@ -248,7 +248,7 @@ def test_python_m_zoo_cli_finetune_errors_are_one_line(monkeypatch, capsys):
 def test_validate_table_has_one_column_when_the_bank_loader_logs_nothing(capsys):
     import lightning as L
 
-    from zoo.lightning_cli import one_column_result_tables
+    from zoo.cli.lightning import one_column_result_tables
 
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     one_column_result_tables(trainer)
@@ -267,7 +267,7 @@ def test_lightning_warnings_that_do_not_apply_to_zoo_are_silenced_and_others_are
     from lightning.pytorch.utilities import rank_zero_warn
     from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
-    from zoo.lightning_cli import silence_warnings_that_do_not_apply_to_zoo
+    from zoo.cli.lightning import silence_warnings_that_do_not_apply_to_zoo
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

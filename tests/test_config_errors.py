@@ -12,7 +12,7 @@ import pytest
 
 from tests.test_cli import DIGITS, REPO
 from zoo.cli import main
-from zoo.cli_errors import summarize_parser_error
+from zoo.cli.errors import summarize_parser_error
 
 QUIET = ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.accelerator", "cpu"]
 

@@ -19,7 +19,7 @@ from huggingface_hub import ModelCard
 from safetensors import safe_open
 
 from zoo.atomic import write_atomic
-from zoo.cli_errors import ArgumentParser
+from zoo.cli.errors import ArgumentParser
 from zoo.hub import dataset_label
 
 HEADER = """# zoo model card

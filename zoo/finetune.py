@@ -244,7 +244,7 @@ def load_pretrained(pretrained: str) -> Any:
 def main(argv: list[str]) -> int:
     """``zoo finetune``: LightningCLI over :class:`FineTuner` and any zoo datamodule; fits, then tests the best
     checkpoint. ``--pretrained X`` is short for ``--model.pretrained X``."""
-    from zoo.lightning_cli import ZooLightningCLI
+    from zoo.cli.lightning import ZooLightningCLI
     from zoo.data.base import ZooDataModule
 
     args = []

@@ -19,7 +19,7 @@ def _data_arg(text: str) -> tuple[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    from zoo.cli_errors import ArgumentParser
+    from zoo.cli.errors import ArgumentParser
 
     p = ArgumentParser(
         prog="zoo embed", usage_hint=USAGE,

@@ -1,10 +1,8 @@
 """One-line errors for the ``zoo`` command: the user-error classes, the wrapper every command runs under, and one
 line out of jsonargparse's nested error reports.
 
-This module imports nothing heavy, and both ``zoo.cli`` and the modules it dispatches to (``zoo.finetune``,
-``zoo.lightning_cli``) import their error classes from here: under ``python -m zoo.cli`` the entry module is
-``__main__``, and an exception class defined in it would be a second, different class from the one those modules
-raise.
+This module imports nothing heavy: ``zoo.cli`` and every module it dispatches to import their error classes from
+here, so one class is raised and caught whichever module runs first.
 
 For a subclass-typed key (``model:``/``data:``) jsonargparse explains why the value matched none of the Union's
 members, e.g. for ``--model.init_args.lr abc``::

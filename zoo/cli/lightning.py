@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from zoo import rundir
 from zoo.checkpoint_io import AtomicCheckpointIO
-from zoo.cli_errors import CLIError, missing_dependency, summarize_parser_error
+from zoo.cli.errors import CLIError, missing_dependency, summarize_parser_error
 from zoo.data.base import ZooDataModule
 from zoo.methods.base import SSLMethod
 

@@ -6,9 +6,13 @@
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
     zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
     zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/finetune.py)
-    zoo embed --pretrained DIR INPUT --output FILE   embeddings of a folder / list / table / split (zoo/cli_embed.py)
+    zoo embed --pretrained DIR INPUT --output FILE   embeddings of a folder / list / table / split (zoo/cli/embed.py)
     zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
     zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
+
+One module per command family: ``errors`` (the shared parser and one-line error wrapper), ``lightning`` (the
+LightningCLI subcommands), ``embed``, ``hub`` (export, push), ``data``. This module imports none of them until a
+command runs.
 
 ``zoo`` / ``zoo --help`` list every command; ``zoo fit --help`` is a short guide (``--help-all``: every option).
 
@@ -19,16 +23,15 @@ datamodule's ``feature_schema`` to the method's tokenizer.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 # Nothing here imports torch or Lightning: `zoo`, `zoo --help`, `zoo list` and argument errors answer in well under a
 # second; each command imports what it needs when it runs.
-from zoo.cli_errors import ArgumentParser, CLIError, run_command  # noqa: F401  (CLIError: the class zoo commands raise)
+from zoo.cli.errors import ArgumentParser, CLIError, run_command  # noqa: F401  (CLIError: the class zoo commands raise)
 
-#: the LightningCLI subcommands (zoo/lightning_cli.py), with their one-line summaries
+#: the LightningCLI subcommands (zoo/cli/lightning.py), with their one-line summaries
 LIGHTNING_COMMANDS = {
     "fit": "train a method from a recipe: zoo fit --config configs/<method>/<data>.yaml",
     "validate": "evaluate a checkpoint on the validation split (--ckpt_path CKPT)",
@@ -42,15 +45,15 @@ DATAMODULES = (
     "zoo.data.skeleton.SkeletonDataModule",
     "zoo.data.audio_text.AudioTextDataModule",
 )
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def __getattr__(name: str) -> Any:
-    # the LightningCLI classes import Lightning: they live in zoo.lightning_cli and load on first use
+    # the LightningCLI classes import Lightning: they live in zoo.cli.lightning and load on first use
     if name in ("ZooCLI", "ZooLightningCLI"):
-        from zoo import lightning_cli
+        from zoo.cli import lightning
 
-        return getattr(lightning_cli, name)
+        return getattr(lightning, name)
     raise AttributeError(f"module 'zoo.cli' has no attribute {name!r}")
 
 
@@ -66,52 +69,21 @@ def _list(argv: list[str]) -> int:
 
 
 def _export(argv: list[str]) -> int:
-    from zoo.atomic import check_writable
+    from zoo.cli.hub import export
 
-    parser = ArgumentParser(prog="zoo export", description="Turn a zoo model into a Hub folder, a timm Hub folder or ONNX graphs.")
-    parser.add_argument("checkpoint", help="a .ckpt written by `zoo fit` (any format) or a zoo Hub folder (timm, onnx)")
-    parser.add_argument("directory", help="output folder: new, empty, or an earlier export of the same format (its own files are replaced, others kept)")
-    parser.add_argument(
-        "--format", choices=("hub", "timm", "onnx"), default="hub",
-        help="hub: zoo Hub folder; timm: the image encoder as a timm Hub folder; onnx: embed as ONNX graphs (checked in onnxruntime)",
-    )
-    parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="image size when the training record lacks it (timm, onnx)")
-    parser.add_argument(
-        "--inference-only", action="store_true",
-        help="leave out what from_pretrained rebuilds (BYOL/SLAP EMA targets): a smaller folder with the same embeddings",
-    )
-    args = parser.parse_args(argv)
-    check_writable(Path(args.directory).resolve().parent)  # before loading: names the folder, not a temp name
-    if args.format != "hub":
-        from zoo.export import export_format
-
-        print(export_format(args.format, args.checkpoint, args.directory, input_size=args.input_size))
-        return 0
-    from zoo.hub import export_checkpoint
-
-    out = export_checkpoint(args.checkpoint, args.directory, inference_only=args.inference_only)
-    print(f"exported {args.checkpoint} -> {out.directory}" + (f" (replaced {', '.join(out.replaced)})" if out.replaced else ""))
-    return 0
+    return export(argv)
 
 
 def _push(argv: list[str]) -> int:
-    from zoo.hub import upload_folder
+    from zoo.cli.hub import push
 
-    parser = ArgumentParser(prog="zoo push", description="Upload a zoo Hub folder to the Hugging Face Hub.")
-    parser.add_argument("directory", help="a zoo Hub folder (--format timm: or a .ckpt)")
-    parser.add_argument("repo_id", help="e.g. my-org/simclr-fashion-mnist")
-    parser.add_argument("--format", choices=("hub", "timm"), default="hub", help="timm: push the image encoder with timm's push_to_hf_hub")
-    parser.add_argument("--private", action="store_true")
-    parser.add_argument("--token", default=None, help="defaults to the cached `hf auth login` token")
-    args = parser.parse_args(argv)
-    if args.format == "timm":
-        from zoo.export.timm import push_timm
+    return push(argv)
 
-        commit = push_timm(args.directory, args.repo_id, private=args.private, token=args.token)
-    else:
-        commit = upload_folder(args.directory, args.repo_id, private=args.private, token=args.token)
-    print(f"pushed {args.directory} -> {commit}")
-    return 0
+
+def _data(argv: list[str]) -> int:
+    from zoo.cli.data import main as data_main
+
+    return data_main(argv)
 
 
 def _cards(argv: list[str]) -> int:
@@ -127,7 +99,7 @@ def _finetune(argv: list[str]) -> int:
 
 
 def _embed(argv: list[str]) -> int:
-    from zoo.cli_embed import main as embed_main
+    from zoo.cli.embed import main as embed_main
 
     return embed_main(argv)
 
@@ -136,69 +108,6 @@ def _tabular_eval(argv: list[str]) -> int:
     from zoo.eval.tabular_protocol import main as tabular_eval
 
     return tabular_eval(argv)
-
-
-def _data_optimize(argv: list[str]) -> int:
-    from zoo.data.streaming import check_files, check_output_dir, optimize_images, resolve_source
-
-    parser = ArgumentParser(
-        prog="zoo data optimize",
-        description="Write images as litdata shards for StreamingImageDataModule (needs `pip install 'zoo-ssl[stream]'`).",
-        usage_hint="zoo data optimize SOURCE OUT [--data-dir DIR] [--split train|test] (--help: all options)",
-    )
-    parser.add_argument("source", help="an image folder (class subfolders or flat), a path[,label] list, or a dataset name")
-    parser.add_argument("output", help="a new folder (or a URL litdata writes to, e.g. s3://bucket/train)")
-    parser.add_argument("--data-dir", default=None, help="the dataset's files, for a dataset name (cifar10, stl10, ...)")
-    parser.add_argument("--split", default="train", choices=["train", "test"], help="split of a dataset name")
-    parser.add_argument("--root", default=None, help="folder the paths of a list are relative to (default: its folder)")
-    parser.add_argument("--num-workers", type=int, default=1)
-    parser.add_argument("--chunk-bytes", default="64MB", help="shard size")
-    parser.add_argument(
-        "--on-bad-file", default="error", choices=["error", "skip"],
-        help="a file that does not decode: stop naming it (error) or leave it out and report it (skip)",
-    )  # fmt: skip
-    parser.add_argument("--no-check", action="store_true", help="store files without decoding them first (faster)")
-    args = parser.parse_args(argv)
-    check_output_dir(args.output)  # before reading the source: fail fast
-    source = resolve_source(args.source, args.data_dir, args.split, args.root)
-    skipped: list[str] = []
-    if not args.no_check:
-        source, skipped = check_files(source, args.num_workers, args.on_bad_file)
-    out = optimize_images(source, args.output, args.num_workers, args.chunk_bytes)
-    ignored = f" ({source.ignored} non-image files ignored)" if source.ignored else ""
-    if skipped:
-        shown = "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
-        print(f"zoo data optimize: warning: skipped {len(skipped)} files that do not decode: {shown}", file=sys.stderr)
-    classes = f", {len(source.classes)} classes" if source.classes else ""
-    print(f"wrote {len(source)} images{classes} as litdata shards to {out}{ignored}")
-    return 0
-
-
-def _data(argv: list[str]) -> int:
-    import importlib
-
-    if argv[:1] == ["optimize"]:
-        return _data_optimize(argv[1:])
-    builders = {"skeleton-actions": "zoo.data.skeleton_generator", "music-captions": "zoo.data.music_captions"}
-    # after `build DATASET`, --help is the builder's (its options), not this parser's
-    parser = argparse.ArgumentParser(
-        prog="zoo data", description="Build a generated dataset, or write litdata shards (zoo data optimize).",
-        exit_on_error=False, add_help=len(argv) < 2,
-    )
-    parser.add_argument("action", choices=["build", "optimize"])
-    parser.add_argument("dataset", choices=sorted(builders))
-    if argv in (["-h"], ["--help"]):
-        parser.print_help()
-        return 0
-    try:
-        if len(argv) < 2:  # argparse would exit on a missing positional even with exit_on_error=False
-            raise argparse.ArgumentError(None, "expected: build DATASET DIR")
-        args, rest = parser.parse_known_args(argv)
-    except argparse.ArgumentError as e:  # one line through main(), like every other user error
-        raise ValueError(
-            f"{e}; usage: zoo data build {{{','.join(sorted(builders))}}} DIR [options] | zoo data optimize SOURCE OUT"
-        ) from None
-    return importlib.import_module(builders[args.dataset]).main(rest)
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
@@ -293,11 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_lightning(args: list[str]) -> int:
-    from zoo.lightning_cli import ZooCLI
+    from zoo.cli.lightning import ZooCLI
 
     ZooCLI(args=args)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
