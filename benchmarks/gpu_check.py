@@ -575,7 +575,8 @@ def section_channels_last(ctx: Context, s: Section) -> None:
         settings = [Setting("resnet18", 32, 512, 300, "cuda"), Setting("resnet50", 224, 128, 300, "cuda")]
         steps, warmup, precision = 10, 3, "bf16"
     else:
-        settings, steps, warmup, precision = [Setting("resnet10t", 16, 4, 16, "cpu")], 1, 1, "bf16"
+        # 32 px: at 16 px resnet10t's layer4 sees 1×1 maps, where the CPU's bf16 conv backward is wrong (zoo refuses it)
+        settings, steps, warmup, precision = [Setting("resnet10t", 32, 4, 16, "cpu")], 1, 1, "bf16"
     def one(setting: Setting) -> None:
         fast = Setting(**{**setting.__dict__, "channels_last": True})
         probe = build("zoo", "simclr", fast).model
