@@ -178,14 +178,24 @@ class SSLMethod(HubMixin, L.LightningModule):
         """Augmented views of a training batch, made on the device; None (the default) for methods without views."""
         return None
 
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The method's inputs for one training batch: views and/or masks, made on the device after the transfer and
+        drawn from :meth:`view_generator` streams. Returns the entries to add to the batch (``"views"``,
+        ``"masks"``, ...), which ``ssl_step`` then reads. The base class calls it from ``on_after_batch_transfer``;
+        outside a Trainer, ``{**batch, **model.make_inputs(batch)}`` builds the same batch (the tests do).
+
+        The default makes ``make_views`` of ``batch[input_key]`` (with the valid ``image_size`` of zero-padded
+        images of different sizes, zoo.data.image_files)."""
+        if self.input_key not in batch:
+            return {}
+        sizes = batch.get("image_size")
+        views = self.make_views(batch[self.input_key]) if sizes is None else self.make_views(batch[self.input_key], sizes)
+        return {} if views is None else {"views": views}
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # views are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device)
-        if self._trainer is not None and self.trainer.training and isinstance(batch, dict) and self.input_key in batch:
-            # images of different sizes arrive zero-padded with their valid (h, w) (zoo.data.image_files)
-            sizes = batch.get("image_size")
-            views = self.make_views(batch[self.input_key]) if sizes is None else self.make_views(batch[self.input_key], sizes)
-            if views is not None:
-                batch["views"] = views
+        # inputs are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device)
+        if self._trainer is not None and self.trainer.training and isinstance(batch, dict):
+            batch.update(self.make_inputs(batch))
         return batch
 
     def view_generator(self, view_index: int) -> torch.Generator:
