@@ -424,6 +424,10 @@ class SSLMethod(HubMixin, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_checkpoint_classes(checkpoint, self.hparams.num_classes, type(self).__name__)
+        # Lightning loads checkpoint["state_dict"] after this hook: a checkpoint of an earlier version gets
+        # this version's names first
+        saved = self.migrate_config({k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")})
+        checkpoint["state_dict"] = self.migrate_state_dict(checkpoint["state_dict"], saved)
         self._training_record = dict(checkpoint.get("zoo_training_record", {}))
 
     def training_record(self) -> dict[str, Any]:
