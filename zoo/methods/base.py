@@ -193,9 +193,10 @@ class SSLMethod(HubMixin, L.LightningModule):
         return {} if views is None else {"views": views}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # inputs are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device)
+        # inputs are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device).
+        # Entries the batch already carries are kept: inputs drawn once for a global batch can be split over ranks.
         if self._trainer is not None and self.trainer.training and isinstance(batch, dict):
-            batch.update(self.make_inputs(batch))
+            batch = {**self.make_inputs(batch), **batch}
         return batch
 
     def view_generator(self, view_index: int) -> torch.Generator:

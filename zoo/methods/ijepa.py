@@ -157,12 +157,10 @@ class IJEPA(MomentumMethod):
         self.hparams.pos_embed_order = order
 
     # ---- inputs and loss ----------------------------------------------------------------------------------------
-    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
-        return [self.views(images, self.view_generator(0), sizes)]
-
     def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The crop (stream 0) and this batch's multi-block masks (stream 1), drawn on the device."""
-        (view,) = self.make_views(batch[self.input_key], batch.get("image_size"))
+        """The crop (stream 0; inside each image's valid ``image_size`` when the batch has one) and this batch's
+        multi-block masks (stream 1), drawn on the device."""
+        view = self.views(batch[self.input_key], self.view_generator(0), batch.get("image_size"))
         masks = multi_block_masks(view.shape[0], self.encoder.grid_size, self.view_generator(1), self.masking)
         return {"views": [view], "masks": masks}
 
