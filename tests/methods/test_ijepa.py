@@ -107,3 +107,25 @@ def test_hub_round_trip_gives_identical_embeddings(tmp_path):
 def test_bad_loss_is_a_clear_error():
     with pytest.raises(ValueError, match="loss"):
         IJEPA(encoder=TINY_VIT, loss="l1", **TINY_PREDICTOR)  # type: ignore[arg-type]
+
+
+def test_a_lightning_checkpoint_of_zoo_0_1_loads_with_its_layout_and_embeds_as_the_hub_folder(tmp_path):
+    from safetensors.torch import load_file
+
+    from zoo.hub import load_checkpoint_model
+
+    folder = REPO / "checkpoints" / "ijepa-fashion-mnist"
+    config = json.loads((folder / "config.json").read_text())
+    old = {  # what `zoo fit` of zoo 0.1 wrote: no pos_embed_order, the predictor under its old names
+        "state_dict": load_file(folder / "model.safetensors"), "zoo_method": "ijepa", "pytorch-lightning_version": "2.5.0",
+        "hyper_parameters": {k: v for k, v in config.items() if k not in ("method", "zoo_version")},
+    }  # fmt: skip
+    assert "predictor.embed.weight" in old["state_dict"]
+    torch.save(old, tmp_path / "old.ckpt")
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = zoo.from_pretrained(folder).embed(images)
+        lightning = IJEPA.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True).eval()
+        assert lightning.hparams.pos_embed_order == "yx" and torch.equal(lightning.embed(images), expected)
+        model, _ = load_checkpoint_model(tmp_path / "old.ckpt")
+        assert torch.equal(model.embed(images), expected)
