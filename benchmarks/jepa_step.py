@@ -92,10 +92,9 @@ def measure(args: argparse.Namespace) -> dict[str, float | str]:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     def step() -> torch.Tensor:
-        views = model.make_views(images)
-        masks = model.make_masks(args.batch_size)
+        batch = {"image": images, **model.make_inputs({"image": images})}
         with autocast:
-            loss = model.ssl_step({"image": images, "views": views, "masks": masks}).loss
+            loss = model.ssl_step(batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

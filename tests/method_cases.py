@@ -48,7 +48,8 @@ def _image_views(model: SSLMethod, n: int, seed: int) -> dict[str, Any]:
 
 
 def _jepa_views(model: Any, n: int, seed: int) -> dict[str, Any]:
-    return {"views": model.make_views(_images(n, seed)), "masks": model.make_masks(n)}
+    raw = _image_batch(n, seed)
+    return {**raw, **model.make_inputs(raw)}
 
 
 def _table_rows(n: int, seed: int) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def _table_rows(n: int, seed: int) -> dict[str, Any]:
 
 def _table_masks(model: Any, n: int, seed: int) -> dict[str, Any]:
     rows = _table_rows(n, seed)
-    return {**rows, "masks": model.make_masks(n, "cpu")}
+    return {**rows, **model.make_inputs(rows)}
 
 
 def _skeletons(n: int, seed: int) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def take(batch: Any, index: Tensor) -> Any:
         return batch[index]
     if isinstance(batch, dict):
         return {k: take(v, index) for k, v in batch.items()}
-    if hasattr(batch, "context") and hasattr(batch, "targets"):  # MultiBlockMasks (NamedTuple), TabularMasks
+    if hasattr(batch, "context") and hasattr(batch, "targets"):  # zoo.nn.tokens.TokenMasks (NamedTuple)
         fields = {"context": batch.context[index], "targets": batch.targets[:, index]}
         return batch._replace(**fields) if hasattr(batch, "_replace") else replace(batch, **fields)
     if isinstance(batch, list) and batch and isinstance(batch[0], str):

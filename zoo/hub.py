@@ -358,19 +358,23 @@ def state_dict_problems(model: torch.nn.Module, shapes: dict[str, tuple[int, ...
     return "; ".join(problems)
 
 
-def load_safetensors_strict(model: torch.nn.Module, path: Path) -> dict[str, str]:
+def load_safetensors_strict(
+    model: torch.nn.Module, path: Path, migrate: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+) -> dict[str, str]:
     """Load ``path`` into ``model``; any missing, unexpected or wrongly shaped tensor is one clear error. Sub-modules
-    that an ``inference_only`` save left out (named in the metadata) are rebuilt by the model. Returns the file's
-    metadata."""
+    that an ``inference_only`` save left out (named in the metadata) are rebuilt by the model. ``migrate`` renames
+    the tensors of a file written by an earlier version first. Returns the file's metadata."""
     expected = model.state_dict()
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
-            file_keys = set(f.keys())
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in file_keys}
-            state = {k: f.get_tensor(k) for k in file_keys & set(expected)}
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise PretrainedLoadError(f"{path}: not a readable safetensors file ({e})") from None
+    if migrate is not None:
+        state = migrate(state)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    state = {k: v for k, v in state.items() if k in expected}
     try:
         omitted = json.loads(metadata.get("omitted_modules", "[]"))
     except json.JSONDecodeError:
@@ -400,6 +404,20 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         """The init args that rebuild this model (JSON values): ``type(m)(**m.init_args())``."""
         hparams = {k: v for k, v in dict(self.hparams).items() if not k.startswith("_")}
         return json.loads(json.dumps(hparams))
+
+    # ---- files written by earlier versions ----------------------------------------------------------------------
+    @classmethod
+    def migrate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Init args saved by an earlier version of the method, in this version's form (unchanged by default).
+        Called by every loader before the model is built: ``from_pretrained``, :func:`load_checkpoint_model` and
+        Lightning's ``load_from_checkpoint``/resume (through ``on_load_checkpoint``)."""
+        return config
+
+    @classmethod
+    def migrate_state_dict(cls, state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Weights saved by an earlier version of the method under this version's names (unchanged by default);
+        ``config``: their init args, after :meth:`migrate_config`."""
+        return state
 
     def hub_config(self) -> dict[str, Any]:
         from zoo import __version__
@@ -549,7 +567,7 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
             raise PretrainedLoadError(
                 f"{model_id}: config.json is for method {method!r}, not {cls.method_name!r}; use zoo.from_pretrained"
             )
-        init_kwargs = {k: v for k, v in config.items() if k not in META_KEYS}
+        init_kwargs = cls.migrate_config({k: v for k, v in config.items() if k not in META_KEYS})
         unknown = sorted(set(init_kwargs) - init_parameter_names(cls))
         if unknown:
             raise PretrainedLoadError(f"{model_id}: config.json key(s) {unknown} are not init args of {cls.__name__}")
@@ -558,7 +576,8 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
                 model = cls(**init_kwargs)
         except (TypeError, ValueError) as e:
             raise PretrainedLoadError(f"{model_id}: config.json does not build a {cls.__name__}: {e}") from None
-        metadata = load_safetensors_strict(model, resolve_file(model_id, WEIGHTS_NAME, **download))
+        weights = resolve_file(model_id, WEIGHTS_NAME, **download)
+        metadata = load_safetensors_strict(model, weights, lambda state: cls.migrate_state_dict(state, init_kwargs))
         if "training_record" in metadata:
             model._training_record = json.loads(metadata["training_record"])
         model.to(map_location)
@@ -632,8 +651,10 @@ def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, A
             raise PretrainedLoadError(f"{path}: not a zoo checkpoint (no {key!r} key)")
     try:
         cls = get_method(checkpoint["zoo_method"])
+        hparams = cls.migrate_config({k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
+        checkpoint["state_dict"] = cls.migrate_state_dict(checkpoint["state_dict"], hparams)
         with saved_weights_follow():
-            model = cls(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
+            model = cls(**hparams)
     except (KeyError, TypeError, ValueError) as e:  # unknown method, args this version does not take
         raise PretrainedLoadError(f"{path}: cannot rebuild the model ({type(e).__name__}: {e.args[0] if e.args else e})") from None
     problems = state_dict_problems(model, {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()})

@@ -207,9 +207,9 @@ def test_image_methods_train_on_padded_batches_of_mixed_sizes(name: str) -> None
     g = torch.Generator().manual_seed(0)
     samples = [{"image": torch.randint(0, 256, (3, int(h), int(w)), dtype=torch.uint8, generator=g), "index": i}
                for i, (h, w) in enumerate(torch.randint(5, 20, (4, 2), generator=g).tolist())]  # fmt: skip
-    batch = collate_images(samples)
-    views = model.make_views(batch["image"], batch["image_size"])
-    assert all(v.shape[0] == 4 and v.shape[-1] == v.shape[-2] for v in views)
+    raw = collate_images(samples)
+    batch = {**raw, **model.make_inputs(raw)}
+    assert all(v.shape[0] == 4 and v.shape[-1] == v.shape[-2] for v in batch["views"])
     out = model.ssl_step(batch)
     assert torch.isfinite(out.loss)
     out.loss.backward()

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from zoo.encoders.tabular import FeatureTokenizer, TabularTransformer, sinusoidal_positions
-from zoo.nn.jepa_predictor import JEPAPredictor
+from zoo.encoders.tabular import FeatureTokenizer, TabularTransformer
+from zoo.nn.tokens import sincos_1d
 
 TINY = {"dim": 16, "depth": 1, "heads": 2, "ff_dim": 32, "num_reg_tokens": 2}
 
@@ -33,10 +33,9 @@ def test_encoder_shapes_with_and_without_a_keep_index():
         TabularTransformer(3, [], {"width": 3})
 
 
-def test_sinusoidal_table_and_predictor_shapes():
-    table = sinusoidal_positions(5, 8)
-    assert table.shape == (5, 8) and torch.equal(table[0, 1::2], torch.ones(4))
-    pred = JEPAPredictor(16, 10, dim=8, depth=1, heads=2)
-    context = torch.randn(3, 4, 16)
-    out = pred(context, torch.tensor([[0, 1, 4, 6]] * 3), torch.tensor([[[2, 3]] * 3] * 4))
-    assert out.shape == (4, 3, 2, 16)
+def test_positions_are_the_base_100_sin_cos_table():
+    enc = TabularTransformer(3, [5], TINY)
+    assert torch.equal(enc.positions, sincos_1d(6, 16, base=100.0))
+    x = torch.rand(2, 4)
+    manual = torch.cat([enc.reg_tokens.expand(2, -1, -1), enc.tokenizer(x)], dim=1) + enc.positions
+    torch.testing.assert_close(enc.tokens(x), manual)

@@ -1,9 +1,8 @@
-import math
-
 import pytest
 import torch
 
-from zoo.encoders.vit import ViTEncoder, sincos_pos_embed_2d
+from zoo.encoders.vit import ViTEncoder
+from zoo.nn.tokens import sincos_2d
 
 TINY = {"img_size": 28, "patch_size": 4, "in_chans": 1, "embed_dim": 32, "depth": 1, "num_heads": 2}
 
@@ -39,13 +38,15 @@ def test_uint8_and_unit_float_inputs_agree():
     torch.testing.assert_close(encoder(images), encoder(images.float() / 255))
 
 
-def test_sincos_positions_match_the_formula():
-    pos = sincos_pos_embed_2d(3, 5, 8)  # dim 8: 2 frequencies per axis, ω = 1, 1/100
-    assert pos.shape == (15, 8)
-    row, col = 2, 3
-    expected = [math.sin(row), math.sin(row / 100), math.cos(row), math.cos(row / 100),
-                math.sin(col), math.sin(col / 100), math.cos(col), math.cos(col / 100)]
-    torch.testing.assert_close(pos[row * 5 + col], torch.tensor(expected))
+def test_positions_are_the_release_layout_unless_told_otherwise():
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    encoder = ViTEncoder(TINY)
+    assert encoder.pos_embed_order == "xy" and torch.equal(encoder.pos_embed[0], sincos_2d((7, 7), 32, "xy"))
+    transposed = ViTEncoder(TINY, pos_embed_order="yx")
+    transposed.load_state_dict(encoder.state_dict())
+    assert not torch.allclose(transposed(images), encoder(images))  # the layout matters to trained weights
+    transposed.set_pos_embed_order("xy")
+    assert torch.equal(transposed(images), encoder(images))
 
 
 @pytest.mark.parametrize(

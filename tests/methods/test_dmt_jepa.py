@@ -6,7 +6,7 @@ import zoo
 from tests.methods.test_ijepa import TINY_PREDICTOR, TINY_VIT
 from zoo.losses.jepa import jepa_loss
 from zoo.methods.dmt_jepa import DMTJEPA, LocalAggregationHead, select_neighbours, window_neighbours
-from zoo.methods.ijepa import gather_blocks
+from zoo.nn.tokens import apply_masks
 
 
 def test_window_neighbours_at_corners_edges_and_inside():
@@ -82,14 +82,14 @@ def test_ssl_step_regresses_the_ema_heads_aggregated_targets():
     torch.manual_seed(0)
     model = DMTJEPA(encoder=TINY_VIT, masking={"min_keep": 4}, **TINY_PREDICTOR)
     images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
-    (view,) = model.make_views(images)
-    masks = model.make_masks(4)
-    out = model.ssl_step({"image": images, "views": [view], "masks": masks})
+    batch = {"image": images, **model.make_inputs({"image": images})}
+    (view,), masks = batch["views"], batch["masks"]
+    out = model.ssl_step(batch)
     normed = F.layer_norm(model.target_encoder(view), (16,))
     neighbours, valid = select_neighbours(normed, (8, 8), k=4)
     all_targets = model.target_head.targets(normed, neighbours, valid)  # every patch, then the blocks
     predictions = model.predictor(model.head.context(model.encoder(view, keep=masks.context)), masks.context, masks.targets)
-    torch.testing.assert_close(out.loss, jepa_loss(predictions, gather_blocks(all_targets, masks.targets), "smooth_l1"))
+    torch.testing.assert_close(out.loss, jepa_loss(predictions, apply_masks(all_targets, masks.targets), "smooth_l1"))
     out.loss.backward()
     assert model.head.blocks[0].q.weight.grad is not None  # the online head is trained
     assert all(p.grad is None for p in model.target_head.parameters())

@@ -7,46 +7,47 @@ import torch.nn.functional as F
 import zoo
 from tests.test_cli import REPO, tiny_overrides
 from zoo.cli import main
-from zoo.encoders.vit import gather_tokens
 from zoo.losses.jepa import jepa_loss
-from zoo.methods.ijepa import IJEPA, JEPAPredictor, gather_blocks
-from zoo.nn.block_masking import multi_block_masks
+from zoo.methods.ijepa import IJEPA
+from zoo.nn.tokens import apply_masks, sincos_2d
 
 # 8×8 digits with patch 1: an 8×8 grid of pixel tokens, a few thousand parameters
 TINY_VIT = {"img_size": 8, "patch_size": 1, "in_chans": 1, "embed_dim": 16, "depth": 1, "num_heads": 2}
 TINY_PREDICTOR = {"predictor_dim": 16, "predictor_depth": 1, "predictor_heads": 2}
 
 
-def test_gather_blocks_indexes_each_image_and_block():
-    tokens = torch.arange(2 * 5 * 1, dtype=torch.float).view(2, 5, 1)
-    blocks = torch.tensor([[[0, 1], [3, 4]], [[2, 2], [0, 4]]])  # [T=2, B=2, K=2]
-    out = gather_blocks(tokens, blocks)[..., 0]
-    assert out.tolist() == [[[0, 1], [8, 9]], [[2, 2], [5, 9]]]
-
-
-def test_predictor_shapes_and_that_target_blocks_do_not_see_each_other():
+def test_make_inputs_draws_the_crop_and_masks_from_the_batch_streams_and_ssl_step_only_reads_them():
     torch.manual_seed(0)
-    predictor = JEPAPredictor(16, (8, 8), predictor_dim=8, depth=1, num_heads=2).eval()
-    masks = multi_block_masks(3, (8, 8), torch.Generator().manual_seed(0), {"min_keep": 4})
-    context = torch.randn(3, masks.context.shape[1], 16)
-    out = predictor(context, masks.context, masks.targets)
-    assert out.shape == (*masks.targets.shape, 16)
-    # block 0 alone gives the same prediction: one sequence per (block, image)
-    alone = predictor(context, masks.context, masks.targets[:1])
-    torch.testing.assert_close(alone[0], out[0])
-    with pytest.raises(ValueError, match="disagree"):
-        predictor(context[:2], masks.context, masks.targets)
+    model = IJEPA(encoder=TINY_VIT, masking={"min_keep": 4}, **TINY_PREDICTOR)
+    raw = {"image": torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)}
+    inputs = model.make_inputs(raw)
+    again = model.make_inputs(raw)  # same (seed, rank, batches seen): the same inputs
+    assert torch.equal(inputs["views"][0], again["views"][0]) and torch.equal(inputs["masks"].targets, again["masks"].targets)
+    assert inputs["views"][0].shape == (5, 1, 8, 8) and inputs["masks"].context.shape[0] == 5
+    # ssl_step reads the batch's inputs: the raw image is not looked at
+    batch = {**raw, **inputs}
+    loss = model.ssl_step(batch).loss
+    torch.testing.assert_close(model.ssl_step({**batch, "image": torch.zeros_like(raw["image"])}).loss, loss)
+
+
+def test_encoder_and_predictor_positions_are_the_release_layout():
+    model = IJEPA(encoder=TINY_VIT, **TINY_PREDICTOR)
+    assert model.hparams.pos_embed_order == "xy"  # recorded in every new config
+    assert torch.equal(model.encoder.pos_embed[0], sincos_2d((8, 8), 16, "xy"))
+    assert torch.equal(model.predictor.predictor_pos_embed[0], sincos_2d((8, 8), 16, "xy"))
+    assert IJEPA.migrate_config({"lr": 1.0}) == {"lr": 1.0, "pos_embed_order": "yx"}  # a config of zoo 0.1
+    assert IJEPA.migrate_config({"pos_embed_order": "xy"}) == {"pos_embed_order": "xy"}
 
 
 def test_ssl_step_is_smooth_l1_between_predictions_and_layer_normed_target_blocks():
     torch.manual_seed(0)
     model = IJEPA(encoder=TINY_VIT, masking={"min_keep": 4}, **TINY_PREDICTOR)
     images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
-    (view,) = model.make_views(images)
-    masks = model.make_masks(5)
-    out = model.ssl_step({"image": images, "views": [view], "masks": masks})
+    batch = {"image": images, **model.make_inputs({"image": images})}
+    (view,), masks = batch["views"], batch["masks"]
+    out = model.ssl_step(batch)
     full = model.target_encoder(view)
-    targets = gather_blocks(F.layer_norm(full, (16,)), masks.targets)
+    targets = apply_masks(F.layer_norm(full, (16,)), masks.targets)
     predictions = model.predictor(model.encoder(view, keep=masks.context), masks.context, masks.targets)
     torch.testing.assert_close(out.loss, jepa_loss(predictions, targets, "smooth_l1"))
     torch.testing.assert_close(out.features, model.embed(view))  # the probe trains on what embed returns
@@ -108,6 +109,23 @@ def test_bad_loss_is_a_clear_error():
         IJEPA(encoder=TINY_VIT, loss="l1", **TINY_PREDICTOR)  # type: ignore[arg-type]
 
 
-def test_gather_tokens_rejects_a_mismatched_index():
-    with pytest.raises(ValueError, match="index"):
-        gather_tokens(torch.zeros(2, 5, 3), torch.zeros(3, 2, dtype=torch.long))
+def test_a_lightning_checkpoint_of_zoo_0_1_loads_with_its_layout_and_embeds_as_the_hub_folder(tmp_path):
+    from safetensors.torch import load_file
+
+    from zoo.hub import load_checkpoint_model
+
+    folder = REPO / "checkpoints" / "ijepa-fashion-mnist"
+    config = json.loads((folder / "config.json").read_text())
+    old = {  # what `zoo fit` of zoo 0.1 wrote: no pos_embed_order, the predictor under its old names
+        "state_dict": load_file(folder / "model.safetensors"), "zoo_method": "ijepa", "pytorch-lightning_version": "2.5.0",
+        "hyper_parameters": {k: v for k, v in config.items() if k not in ("method", "zoo_version")},
+    }  # fmt: skip
+    assert "predictor.embed.weight" in old["state_dict"]
+    torch.save(old, tmp_path / "old.ckpt")
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = zoo.from_pretrained(folder).embed(images)
+        lightning = IJEPA.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True).eval()
+        assert lightning.hparams.pos_embed_order == "yx" and torch.equal(lightning.embed(images), expected)
+        model, _ = load_checkpoint_model(tmp_path / "old.ckpt")
+        assert torch.equal(model.embed(images), expected)

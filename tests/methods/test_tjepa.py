@@ -16,7 +16,11 @@ def rows(n: int = 12) -> torch.Tensor:
 def test_ssl_step_trains_context_encoder_and_predictor_but_not_the_target():
     torch.manual_seed(0)
     model = TJEPA(feature_schema=SCHEMA, num_classes=2, **TINY)
-    out = model.ssl_step({"features": rows()})
+    batch = {"features": rows(), **model.make_inputs({"features": rows()})}
+    masks = batch["masks"]
+    assert masks.context.shape[0] == 12 and (masks.context[:, :2] == torch.tensor([0, 1])).all()  # [REG] always seen
+    assert masks.targets.shape[:2] == (4, 12) and (masks.targets >= 2).all()
+    out = model.ssl_step(batch)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss) and out.loss > 0
     assert out.features.shape == (12, 16)
     out.loss.backward()

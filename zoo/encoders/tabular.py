@@ -18,6 +18,8 @@ from typing import Any, Sequence, TypedDict
 import torch
 from torch import Tensor, nn
 
+from zoo.nn.tokens import gather_tokens, sincos_1d
+
 
 class TabularEncoderConfig(TypedDict, total=False):
     """JSON-able spec of the ``encoder:`` block of a tabular method config."""
@@ -34,22 +36,6 @@ class TabularEncoderConfig(TypedDict, total=False):
 DEFAULT_TABULAR_ENCODER: TabularEncoderConfig = {
     "dim": 64, "depth": 16, "heads": 2, "ff_dim": 64, "dropout": 0.0, "num_reg_tokens": 2,
 }  # fmt: skip
-
-
-def sinusoidal_positions(num_positions: int, dim: int, base: float = 100.0) -> Tensor:
-    """Fixed sin/cos table [num_positions, dim] (Vaswani et al. 2017) with ``base`` in place of 10000: tabular
-    sequences are short, and the T-JEPA release uses 100."""
-    position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(base) / dim))
-    table = torch.zeros(num_positions, dim)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
-    return table
-
-
-def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
-    """``tokens[b, index[b, k]]``: [B, T, h] × [B, K] → [B, K, h]."""
-    return tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 class FeatureTokenizer(nn.Module):
@@ -109,7 +95,7 @@ class TabularTransformer(nn.Module):
         self.num_features = num_numeric + len(self.tokenizer.cardinalities)
         self.num_tokens = self.num_reg_tokens + self.num_features
         self.reg_tokens = nn.Parameter(torch.randn(self.num_reg_tokens, dim) * 0.02)
-        self.register_buffer("positions", sinusoidal_positions(self.num_tokens, dim), persistent=False)
+        self.register_buffer("positions", sincos_1d(self.num_tokens, dim, base=100.0), persistent=False)
         layer = nn.TransformerEncoderLayer(
             dim, heads, int(cfg["ff_dim"]), float(cfg["dropout"]), activation="relu", batch_first=True, norm_first=False
         )

@@ -21,6 +21,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from zoo.encoders.image import normalize_images
+from zoo.nn.tokens import PosEmbedOrder, gather_tokens, sincos_2d
 from zoo.validation import check_image_size
 
 
@@ -59,39 +60,16 @@ DEFAULT_VIT_ENCODER: ViTEncoderConfig = {
 _RESERVED_TIMM_KWARGS = {"class_token", "pos_embed", "global_pool", "num_classes", "reg_tokens", "no_embed_class", "dynamic_img_size"}
 
 
-def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int) -> Tensor:
-    """Fixed 2-D sin-cos position embedding ``[grid_h · grid_w, dim]`` in raster order (MAE / I-JEPA): the first half
-    of the channels encodes the row, the second half the column, each as [sin(p·ω), cos(p·ω)] with
-    ω_i = 1 / 10000^(i / (dim/4))."""
-    if dim % 4:
-        raise ValueError(f"2-D sin-cos positions need an embedding dim divisible by 4, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
-
-    def encode(positions: Tensor) -> Tensor:
-        angles = positions.to(torch.float64)[:, None] * omega[None]
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    rows = torch.arange(grid_h).repeat_interleave(grid_w)
-    cols = torch.arange(grid_w).repeat(grid_h)
-    return torch.cat([encode(rows), encode(cols)], dim=1).float()
-
-
-def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
-    """``tokens[b, index[b, j]]``: [B, N, D] tokens, [B, K] patch indices → [B, K, D]."""
-    if index.ndim != 2 or index.shape[0] != tokens.shape[0]:
-        raise ValueError(f"gather_tokens: index must be [B={tokens.shape[0]}, K], got {tuple(index.shape)}")
-    return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-
-
 class ViTEncoder(nn.Module):
-    """ViT over patch tokens (no CLS token), fixed sin-cos positions, final LayerNorm.
+    """ViT over patch tokens (no CLS token), fixed 2-D sin-cos positions (:func:`zoo.nn.tokens.sincos_2d` in
+    ``pos_embed_order``, "xy" being the I-JEPA release's layout), final LayerNorm.
 
     ``forward(images)`` → ``[B, N, D]`` patch features in raster order; ``forward(images, keep)`` with ``keep`` a
     [B, K] index tensor runs the transformer on those K patches only (the I-JEPA context encoder). ``num_features``
     is D; ``grid_size`` is (rows, cols).
     """
 
-    def __init__(self, config: ViTEncoderConfig | None = None) -> None:
+    def __init__(self, config: ViTEncoderConfig | None = None, pos_embed_order: PosEmbedOrder = "xy") -> None:
         super().__init__()
         unknown = set(config or {}) - set(DEFAULT_VIT_ENCODER)
         if unknown:
@@ -126,9 +104,15 @@ class ViTEncoder(nn.Module):
         self.num_features: int = embed_dim
         self.num_heads = num_heads
         # derived from the config, so kept out of the state dict
-        self.register_buffer("pos_embed", sincos_pos_embed_2d(*self.grid_size, embed_dim)[None], persistent=False)
+        self.pos_embed_order = pos_embed_order
+        self.register_buffer("pos_embed", sincos_2d(self.grid_size, embed_dim, pos_embed_order)[None], persistent=False)
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def set_pos_embed_order(self, order: PosEmbedOrder) -> None:
+        """Rebuild the fixed position table in ``order`` (weights trained with one layout need that layout)."""
+        self.pos_embed = sincos_2d(self.grid_size, self.num_features, order)[None].to(self.pos_embed)
+        self.pos_embed_order = order
 
     def patch_tokens(self, images: Tensor) -> Tensor:
         """Normalised images → patch embeddings + positions, ``[B, N, D]`` (before any transformer block)."""

@@ -23,7 +23,7 @@ LOSSES = ("mse", "smooth_l1")
 
 def jepa_loss(predictions: Tensor, targets: Tensor, kind: JEPALossKind, beta: float = 1.0) -> Tensor:
     """Mean of (p − sg(t))² (``"mse"``) or smooth-L1 with switch point ``beta`` (``"smooth_l1"``) over same-shaped
-    ``predictions`` and ``targets`` (e.g. [num_targets, B, K, D]); no gradient flows into ``targets``."""
+    ``predictions`` and ``targets`` (the JEPAs: [M·B, K, D], mask-major); no gradient flows into ``targets``."""
     if predictions.shape != targets.shape:
         raise ValueError(f"jepa_loss: predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ in shape")
     if kind not in LOSSES:

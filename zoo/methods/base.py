@@ -193,9 +193,10 @@ class SSLMethod(HubMixin, L.LightningModule):
         return {} if views is None else {"views": views}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # inputs are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device)
+        # inputs are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device).
+        # Entries the batch already carries are kept: inputs drawn once for a global batch can be split over ranks.
         if self._trainer is not None and self.trainer.training and isinstance(batch, dict):
-            batch.update(self.make_inputs(batch))
+            batch = {**self.make_inputs(batch), **batch}
         return batch
 
     def view_generator(self, view_index: int) -> torch.Generator:
@@ -424,6 +425,10 @@ class SSLMethod(HubMixin, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_checkpoint_classes(checkpoint, self.hparams.num_classes, type(self).__name__)
+        # Lightning loads checkpoint["state_dict"] after this hook: a checkpoint of an earlier version gets
+        # this version's names first
+        saved = self.migrate_config({k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")})
+        checkpoint["state_dict"] = self.migrate_state_dict(checkpoint["state_dict"], saved)
         self._training_record = dict(checkpoint.get("zoo_training_record", {}))
 
     def training_record(self) -> dict[str, Any]:

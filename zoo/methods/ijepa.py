@@ -9,15 +9,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import Block
-from torch import Tensor, nn
+from torch import Tensor
 
 from zoo.data.views import ImageViewConfig, ImageViews
-from zoo.encoders.vit import ViTEncoder, ViTEncoderConfig, gather_tokens, sincos_pos_embed_2d
+from zoo.encoders.vit import ViTEncoder, ViTEncoderConfig
 from zoo.losses.jepa import JEPALossKind, jepa_loss
 from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
-from zoo.nn.block_masking import MultiBlockMaskConfig, MultiBlockMasks, multi_block_masks, resolve_multi_block_config
+from zoo.nn.block_masking import MultiBlockMaskConfig, multi_block_masks, resolve_multi_block_config
+from zoo.nn.jepa_predictor import JEPAPredictor, migrate_predictor_state
+from zoo.nn.tokens import PosEmbedOrder, TokenMasks, apply_masks, sincos_2d
 from zoo.registry import register_method
 from zoo.validation import check_images
 
@@ -30,53 +31,6 @@ IJEPA_VIEW: ImageViewConfig = {
     "blur_prob": 0.0,
     "solarize_prob": 0.0,
 }
-
-
-def gather_blocks(tokens: Tensor, blocks: Tensor) -> Tensor:
-    """Tokens [B, N, D] at every target block's patches, blocks [T, B, K] → [T, B, K, D]."""
-    num_blocks, batch, k = blocks.shape
-    flat = blocks.transpose(0, 1).reshape(batch, num_blocks * k)
-    return gather_tokens(tokens, flat).view(batch, num_blocks, k, -1).transpose(0, 1)
-
-
-class JEPAPredictor(nn.Module):
-    """I-JEPA predictor (arXiv 2301.08243, §3 "Prediction", Appendix A): a narrow ViT over the context tokens
-    (projected to the predictor width, plus their positions) and one learnable mask token per target patch (plus its
-    position); each target block is predicted in its own sequence; LayerNorm, then a projection back to the encoder
-    width at the mask-token outputs."""
-
-    def __init__(
-        self, embed_dim: int, grid_size: tuple[int, int], predictor_dim: int = 384, depth: int = 6, num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-    ) -> None:
-        super().__init__()
-        if predictor_dim % num_heads:
-            raise ValueError(f"JEPA predictor: num_heads={num_heads} must divide predictor_dim={predictor_dim}")
-        self.embed = nn.Linear(embed_dim, predictor_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_dim))
-        nn.init.trunc_normal_(self.mask_token, std=0.02)  # the release's init
-        self.register_buffer("pos_embed", sincos_pos_embed_2d(*grid_size, predictor_dim)[None], persistent=False)
-        self.blocks = nn.Sequential(*[Block(predictor_dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
-        self.norm = nn.LayerNorm(predictor_dim)
-        self.proj = nn.Linear(predictor_dim, embed_dim)
-
-    def forward(self, context: Tensor, context_index: Tensor, target_index: Tensor) -> Tensor:
-        """context [B, K_ctx, D] (encoder outputs at ``context_index`` [B, K_ctx]), target_index [T, B, K_tgt]
-        → predictions [T, B, K_tgt, D]."""
-        num_blocks, batch, k = target_index.shape
-        if context.shape[:2] != context_index.shape or target_index.shape[1] != context.shape[0]:
-            raise ValueError(
-                f"JEPA predictor: context {tuple(context.shape)}, context_index {tuple(context_index.shape)} and "
-                f"target_index {tuple(target_index.shape)} disagree (want [B, K, D], [B, K], [T, B, K_tgt])"
-            )
-        pos = self.pos_embed.expand(batch, -1, -1).to(context.dtype)
-        x = self.embed(context) + gather_tokens(pos, context_index).to(self.embed.weight.dtype)
-        # one sequence per (target block, image): the blocks do not see each other's mask tokens
-        x = x.repeat(num_blocks, 1, 1)
-        targets = gather_blocks(pos, target_index).reshape(num_blocks * batch, k, -1)
-        x = torch.cat([x, self.mask_token.to(x.dtype) + targets.to(x.dtype)], dim=1)
-        x = self.norm(self.blocks(x))
-        return self.proj(x[:, -k:]).view(num_blocks, batch, k, -1)
 
 
 @register_method("ijepa")
@@ -111,6 +65,7 @@ class IJEPA(MomentumMethod):
         min_lr_ratio: float = 1e-3,
         ema_tau_base: float = 0.996,
         ema_tau_final: float = 1.0,
+        pos_embed_order: PosEmbedOrder = "xy",
         **kwargs: Any,
     ) -> None:
         """
@@ -125,6 +80,10 @@ class IJEPA(MomentumMethod):
                 warm-up epochs, cosine to 1e-6 (ratio 1e-3), weight decay 0.04 (its schedule's start). zoo's
                 warm-up starts from ~0, the release's from 2e-4.
             ema_tau_base, ema_tau_final: EMA 0.996 → 1.0, linearly over the run.
+            pos_embed_order: channel layout of the fixed 2-D sin-cos positions of the encoder and the predictor
+                (:func:`zoo.nn.tokens.sincos_2d`): "xy", the release's (so its weights import as they are), or "yx",
+                the transpose, which the checkpoints of zoo 0.1 were trained with (their config.json has no such
+                key; :meth:`migrate_config` sets it when loading them).
             **kwargs: the evaluation args of :class:`~zoo.methods.base.SSLMethod`.
         """
         super().__init__(
@@ -133,10 +92,12 @@ class IJEPA(MomentumMethod):
         )
         if loss not in ("smooth_l1", "mse"):
             raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {loss!r}")
-        self.encoder = ViTEncoder(encoder)
+        self.encoder = ViTEncoder(encoder, pos_embed_order)
         dim = self.encoder.num_features
         self.masking = resolve_multi_block_config(masking)
-        self.predictor = JEPAPredictor(dim, self.encoder.grid_size, predictor_dim, predictor_depth, predictor_heads)
+        self.predictor = JEPAPredictor(
+            dim, sincos_2d(self.encoder.grid_size, predictor_dim, pos_embed_order), predictor_depth, predictor_heads
+        )
         self.target_encoder = self.make_target(self.encoder)
         self.views = ImageViews({**IJEPA_VIEW, **(view or {})})
         crop = self.views.config["output_size"]
@@ -149,11 +110,10 @@ class IJEPA(MomentumMethod):
         """Context-encoder outputs [B, K_ctx, D] as the predictor reads them (I-JEPA: unchanged)."""
         return context
 
-    def target_features(self, patch_features: Tensor, target_index: Tensor) -> Tensor:
-        """Regression targets [T, B, K_tgt, D] from the target encoder's patch features [B, N, D] (no grad):
-        LayerNorm without affine over channels (the release's ``F.layer_norm(h, (h.size(-1),))``), then the target
-        blocks."""
-        return gather_blocks(F.layer_norm(patch_features, patch_features.shape[-1:]), target_index)
+    def target_features(self, patch_features: Tensor) -> Tensor:
+        """Every patch's regression target [B, N, D] from the target encoder's patch features [B, N, D] (no grad):
+        LayerNorm without affine over channels (the release's ``F.layer_norm(h, (h.size(-1),))``)."""
+        return F.layer_norm(patch_features, patch_features.shape[-1:])
 
     # ---- SSLMethod ----------------------------------------------------------------------------------------------
     def embedding_encoder(self) -> torch.nn.Module:
@@ -171,25 +131,45 @@ class IJEPA(MomentumMethod):
         progress = min(1.0, self.trainer.global_step / max(1, int(total))) if math.isfinite(total) else 0.0
         return self.hparams.ema_tau_base + (self.hparams.ema_tau_final - self.hparams.ema_tau_base) * progress
 
-    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
-        return [self.views(images, self.view_generator(0), sizes)]
+    # ---- files of earlier versions ------------------------------------------------------------------------------
+    @classmethod
+    def migrate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A config without ``pos_embed_order`` was written by zoo 0.1, whose tables were the "yx" layout: the
+        weights keep the layout they were trained with, so they embed as before."""
+        return config if "pos_embed_order" in config else {**config, "pos_embed_order": "yx"}
 
-    def make_masks(self, batch_size: int) -> MultiBlockMasks:
-        """This batch's multi-block masks, drawn on the device from the batch's seeded generator."""
-        return multi_block_masks(batch_size, self.encoder.grid_size, self.view_generator(1), self.masking)
+    @classmethod
+    def migrate_state_dict(cls, state: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+        return migrate_predictor_state(state)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        batch = super().on_after_batch_transfer(batch, dataloader_idx)
-        if isinstance(batch, dict) and "views" in batch and "masks" not in batch:
-            batch["masks"] = self.make_masks(batch["views"][0].shape[0])
-        return batch
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # the model may have been built from another config (a resumed run's YAML): the weights bring their layout
+        saved = self.migrate_config(dict(checkpoint.get("hyper_parameters", {})))
+        if saved["pos_embed_order"] != self.hparams.pos_embed_order:
+            self.set_pos_embed_order(saved["pos_embed_order"])
+
+    def set_pos_embed_order(self, order: PosEmbedOrder) -> None:
+        """Rebuild the encoders' and the predictor's fixed position tables in ``order``."""
+        self.encoder.set_pos_embed_order(order)
+        self.target_encoder.set_pos_embed_order(order)
+        self.predictor.set_pos_embed(sincos_2d(self.encoder.grid_size, self.hparams.predictor_dim, order))
+        self.hparams.pos_embed_order = order
+
+    # ---- inputs and loss ----------------------------------------------------------------------------------------
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The crop (stream 0; inside each image's valid ``image_size`` when the batch has one) and this batch's
+        multi-block masks (stream 1), drawn on the device."""
+        view = self.views(batch[self.input_key], self.view_generator(0), batch.get("image_size"))
+        masks = multi_block_masks(view.shape[0], self.encoder.grid_size, self.view_generator(1), self.masking)
+        return {"views": [view], "masks": masks}
 
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        (images,) = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
-        masks: MultiBlockMasks = batch["masks"] if "masks" in batch else self.make_masks(images.shape[0])
+        (images,) = batch["views"]
+        masks: TokenMasks = batch["masks"]
         with torch.no_grad():
             patch_features = self.target_encoder(images)
-            targets = self.target_features(patch_features, masks.targets)
+            targets = apply_masks(self.target_features(patch_features), masks.targets)
         context = self.context_features(self.encoder(images, keep=masks.context))
         predictions = self.predictor(context, masks.context, masks.targets)
         loss = jepa_loss(predictions, targets, self.hparams.loss)

@@ -8,12 +8,13 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from zoo.encoders.tabular import TabularEncoderConfig, TabularTransformer, gather_tokens
+from zoo.encoders.tabular import TabularEncoderConfig, TabularTransformer
 from zoo.losses.jepa import LOSSES, jepa_loss
 from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
-from zoo.nn.jepa_predictor import JEPAPredictor
-from zoo.nn.tabular_masking import TabularMasks, sample_tabular_masks
+from zoo.nn.jepa_predictor import JEPAPredictor, migrate_predictor_state
+from zoo.nn.tabular_masking import sample_tabular_masks
+from zoo.nn.tokens import TokenMasks, apply_masks, sincos_1d
 from zoo.registry import register_method
 from zoo.validation import check_tensor
 
@@ -93,9 +94,9 @@ class TJEPA(MomentumMethod):
         self.encoder = TabularTransformer(len(feature_schema["numeric"]), feature_schema["cardinalities"], encoder)
         if self.encoder.num_features < 2:
             raise ValueError("T-JEPA needs at least 2 features (a context and a target)")
-        self.predictor = JEPAPredictor(
-            self.encoder.dim, self.encoder.num_tokens, predictor_dim, predictor_depth, predictor_heads
-        )
+        # the predictor's positions: the encoder's table (base 100) at the predictor width
+        positions = sincos_1d(self.encoder.num_tokens, predictor_dim, base=100.0)
+        self.predictor = JEPAPredictor(self.encoder.dim, positions, predictor_depth, predictor_heads)
         self.target_encoder = self.make_target(self.encoder)
         self.init_evaluation(self.encoder.dim)
 
@@ -112,6 +113,10 @@ class TJEPA(MomentumMethod):
     def embed(self, features: Tensor) -> Tensor:
         return self.embed_tokens(features).mean(dim=1)
 
+    @classmethod
+    def migrate_state_dict(cls, state: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+        return migrate_predictor_state(state)
+
     # ---- training ---------------------------------------------------------------------------------------------------
     def current_tau(self) -> float:
         if self._trainer is None:
@@ -120,30 +125,27 @@ class TJEPA(MomentumMethod):
         total = int(total) if total != float("inf") else 0
         return linear_tau(self.trainer.global_step, total, self.hparams.ema_tau_base, self.hparams.ema_tau_final)
 
-    def make_masks(self, batch_size: int, device: torch.device | str) -> TabularMasks:
-        """This batch's context and target feature masks, drawn on the device from the batch's seeded generator."""
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """This batch's context and target feature masks, drawn on the device from stream 0."""
         hp = self.hparams
-        return sample_tabular_masks(
-            batch_size, self.encoder.num_features, self.encoder.num_reg_tokens,
-            tuple(hp.context_share), tuple(hp.target_share), hp.num_targets,
-            generator=self.view_generator(0), device=device,
+        masks = sample_tabular_masks(
+            batch[self.input_key].shape[0], self.encoder.num_features, self.encoder.num_reg_tokens,
+            tuple(hp.context_share), tuple(hp.target_share), hp.num_targets, generator=self.view_generator(0),
         )  # fmt: skip
+        return {"masks": masks}
 
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
         features = batch["features"]
-        hp = self.hparams
-        # masks may come with the batch (tests hand each rank its share of one global batch's masks)
-        masks: TabularMasks = batch["masks"] if "masks" in batch else self.make_masks(features.shape[0], features.device)
-        m, b, k = masks.targets.shape
+        masks: TokenMasks = batch["masks"]
         with torch.no_grad():  # target encoder: the full sequence, stop-gradient
             full = self.target_encoder(features)
-            targets = gather_tokens(full.repeat(m, 1, 1), masks.targets.reshape(m * b, k)).reshape(m, b, k, -1)
+            targets = apply_masks(full, masks.targets)
         context = self.encoder(features, masks.context)
         predictions = self.predictor(context, masks.context, masks.targets)
-        loss = jepa_loss(predictions, targets, hp.loss)
+        loss = jepa_loss(predictions, targets, self.hparams.loss)
         logs = {
             "ema_tau": torch.tensor(self.current_tau()),
             "context_features": torch.tensor(float(masks.context.shape[1] - self.encoder.num_reg_tokens)),
-            "target_features": torch.tensor(float(k)),
+            "target_features": torch.tensor(float(masks.targets.shape[2])),
         }
         return SSLOutput(loss=loss, features=full.mean(dim=1), logs=logs)

@@ -17,10 +17,12 @@ Differences from the release, on purpose:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, TypedDict
+from typing import TypedDict
 
 import torch
 from torch import Tensor
+
+from zoo.nn.tokens import TokenMasks
 
 
 class MultiBlockMaskConfig(TypedDict, total=False):
@@ -45,13 +47,6 @@ DEFAULT_MULTI_BLOCK: MultiBlockMaskConfig = {
     "min_keep": 10,
     "max_tries": 20,
 }
-
-
-class MultiBlockMasks(NamedTuple):
-    """Patch indices (raster order on the grid) of one batch's masks."""
-
-    context: Tensor  # [B, K_ctx] long, sorted per row, disjoint from every target block of that image
-    targets: Tensor  # [num_targets, B, K_tgt] long: each target block's patches (all blocks of a batch same size)
 
 
 def resolve_multi_block_config(config: MultiBlockMaskConfig | None) -> MultiBlockMaskConfig:
@@ -97,9 +92,11 @@ def _block_masks(batch: int, count: int, grid: tuple[int, int], size: tuple[int,
 
 def multi_block_masks(
     batch_size: int, grid: tuple[int, int], generator: torch.Generator, config: MultiBlockMaskConfig | None = None
-) -> MultiBlockMasks:
+) -> TokenMasks:
     """I-JEPA's multi-block masks for a batch of ``batch_size`` images on a ``grid`` of patches, on
-    ``generator.device``, a deterministic function of the generator's state."""
+    ``generator.device``, a deterministic function of the generator's state: patch indices in raster order, the
+    context [B, K_ctx] sorted per row and disjoint from every target block of its image, the targets
+    [num_targets, B, h·w] (one block size per batch)."""
     cfg = resolve_multi_block_config(config)
     if batch_size < 1 or min(grid) < 2:
         raise ValueError(f"multi_block_masks: need batch_size >= 1 and a grid of at least 2×2, got {batch_size}, {grid}")
@@ -138,4 +135,4 @@ def multi_block_masks(
     # each target block is a full h×w rectangle: exactly h·w True entries, listed in raster order
     target_flat = targets.flatten(2).transpose(0, 1)  # [num_targets, B, N]
     target_index = target_flat.nonzero()[:, 2].view(num_targets, batch_size, target_size[0] * target_size[1])
-    return MultiBlockMasks(context=context_index, targets=target_index)
+    return TokenMasks(context=context_index, targets=target_index)

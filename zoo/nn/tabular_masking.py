@@ -13,16 +13,9 @@ token and never masks the last R features.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-from torch import Tensor
 
-
-@dataclass
-class TabularMasks:
-    context: Tensor  # int64 [B, R + n_ctx]: the R [REG] positions, then context feature positions (sorted)
-    targets: Tensor  # int64 [M, B, n_tgt]: feature positions (sorted per mask), all >= R
+from zoo.nn.tokens import TokenMasks
 
 
 def mask_sizes(num_features: int, context_share: tuple[float, float], target_share: tuple[float, float], generator: torch.Generator | None = None) -> tuple[int, int]:
@@ -50,8 +43,10 @@ def sample_tabular_masks(
     num_targets: int = 4,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-) -> TabularMasks:
-    """Context and target token indices for a batch (defaults: the spec's shares and 4 target masks)."""
+) -> TokenMasks:
+    """Context and target token indices for a batch (defaults: the spec's shares and 4 target masks): the context
+    [B, R + n_ctx] is the R [REG] positions then the context feature positions (sorted); the targets [M, B, n_tgt]
+    are feature positions (sorted per mask), all >= R."""
     if num_targets < 1:
         raise ValueError(f"num_targets must be >= 1, got {num_targets}")
     device = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
@@ -64,4 +59,4 @@ def sample_tabular_masks(
     # each target: the first n_tgt of a fresh random permutation of the non-context features
     picks = torch.rand(num_targets, batch_size, rest.shape[1], generator=generator, device=device).argsort(dim=2)[..., :n_tgt]
     targets = rest.unsqueeze(0).expand(num_targets, -1, -1).gather(2, picks).sort(dim=2).values
-    return TabularMasks(context=context, targets=targets)
+    return TokenMasks(context=context, targets=targets)
