@@ -24,7 +24,7 @@ def tiny_swav(tiny_encoder, **kwargs) -> SwAV:
 
 def test_multicrop_views_have_the_configured_sizes(tiny_encoder):
     model = tiny_swav(tiny_encoder, num_small_crops=3)
-    crops = model.make_views(torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8))
+    crops = model.make_inputs({"image": torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)})["views"]
     assert [tuple(c.shape) for c in crops] == [(5, 1, 8, 8)] * 2 + [(5, 1, 6, 6)] * 3
     assert model.large_views.config["crop_scale"] == (0.14, 1.0)
     assert model.small_views.config["crop_scale"] == (0.05, 0.14)
@@ -36,7 +36,7 @@ def test_ssl_step_is_the_swapped_prediction_of_sinkhorn_codes(tiny_encoder):
     with torch.no_grad():
         model.prototypes.layer.weight.mul_(3.0)  # off the sphere: the step must normalise them first
     images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
-    crops = model.make_views(images)
+    crops = model.make_inputs({"image": images})["views"]
     out = model.ssl_step({"image": images, "views": crops})
     torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(20))
     # the same algorithm written out: backbone per resolution, projector over all crops, normalise, score
@@ -113,7 +113,7 @@ def test_bf16_autocast_step_is_finite_and_close_to_fp32(tiny_encoder):
     torch.manual_seed(0)
     model = tiny_swav(tiny_encoder)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
-    crops = model.make_views(images)
+    crops = model.make_inputs({"image": images})["views"]
     fp32 = model.ssl_step({"image": images, "views": crops}).loss
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = model.ssl_step({"image": images, "views": crops}).loss
@@ -160,7 +160,7 @@ def test_two_process_step_equals_one_process_on_the_global_batch(tiny_encoder, t
     torch.manual_seed(0)
     model = tiny_swav(tiny_encoder)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
-    crops = model.make_views(images)
+    crops = model.make_inputs({"image": images})["views"]
     state = model.state_dict()
     results = run_distributed(_swav_step_gradients, tmp_path, state, crops)
     full_loss, full_grads = _swav_step_gradients(0, 1, state, crops)

@@ -178,6 +178,10 @@ class IJEPA(MomentumMethod):
         """This batch's multi-block masks, drawn on the device from the batch's seeded generator."""
         return multi_block_masks(batch_size, self.encoder.grid_size, self.view_generator(1), self.masking)
 
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:  # interim (issue 18): the `jepa` branch's wins
+        views = self.make_views(batch[self.input_key], batch.get("image_size"))
+        return {"views": views, "masks": self.make_masks(views[0].shape[0])}
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         batch = super().on_after_batch_transfer(batch, dataloader_idx)
         if isinstance(batch, dict) and "views" in batch and "masks" not in batch:

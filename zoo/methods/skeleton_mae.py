@@ -85,8 +85,9 @@ class SkeletonMAE(SSLMethod):
         nn.init.normal_(self.mask_token, std=0.02)
         self.mask_strategy, self.mask_parts = mask_strategy, tuple(mask_parts)
         self.num_mask_parts, self.mask_ratio = int(num_mask_parts), float(mask_ratio)
-        # fail at construction, not at the first step, on a bad mask spec
-        self.make_mask(1, torch.device("cpu"))
+        # fail at construction, not at the first step, on a bad mask spec (a local generator: the global RNG, which
+        # seeds the weights initialised below, is left alone)
+        self._mask(1, torch.device("cpu"), torch.Generator())
         self.remask, self.target, self.sce_beta = bool(remask), target, float(sce_beta)
         self.embed_segments = int(embed_segments)
         hidden = decoder_hidden_dim or d
@@ -98,8 +99,12 @@ class SkeletonMAE(SSLMethod):
         self.init_evaluation(d * self.embed_segments)
 
     # ---- masking / reconstruction -------------------------------------------------------------------------------
-    def make_mask(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-        """``bool [B, V]`` masked joints of each sample."""
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``"masks"``: the masked joints ``bool [B, V]`` of each sample, drawn from ``view_generator(0)``."""
+        x = batch[self.input_key]
+        return {"masks": self._mask(x.shape[0], x.device, self.view_generator(0))}
+
+    def _mask(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
         return skeleton_mask(
             self.encoder.layout, batch_size, self.mask_strategy, self.mask_parts, self.num_mask_parts,
             self.mask_ratio, generator, device,
@@ -121,12 +126,7 @@ class SkeletonMAE(SSLMethod):
         x = batch["skeleton"]
         features = self.encoder.input_features(x)  # [B, M, T, V, F]
         present = self.encoder.present_persons(x)  # [B, M]
-        if "mask" in batch:  # given with the batch (tests hand each rank its share of one global batch's masks)
-            sample_mask = batch["mask"]
-        else:
-            generator = self.view_generator(0) if self._trainer is not None else None
-            sample_mask = self.make_mask(x.shape[0], x.device, generator)  # [B, V]
-        node_mask = sample_mask[:, None, :].expand(-1, x.shape[4], -1)[present]  # [P, V]
+        node_mask = batch["masks"][:, None, :].expand(-1, x.shape[4], -1)[present]  # [B, V] → [P, V]
         person_features = features[present]  # [P, T, V, F]
         tokens = self.encoder.tokens(person_features)
         encoded = self.encoder.encode_tokens(self.mask_tokens(tokens, node_mask))

@@ -179,44 +179,27 @@ class SLAP(MomentumMethod):
         z = self.text_projector(self.embed_text(captions))
         return F.normalize(self.text_predictor(z) if self.hparams.loss == "slap" else z, dim=1)
 
-    # ---- views (on the device) ------------------------------------------------------------------------------------
-    def make_audio_views(self, audio: Tensor, lengths: Tensor) -> list[Tensor]:
-        """Two random crops → log-mel → SpecAugment, each view with its own seeded generator."""
-        views = []
+    # ---- inputs (on the device) -----------------------------------------------------------------------------------
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Two audio views (random crop → log-mel → SpecAugment) and two token views (the two captions of each clip,
+        each token replaced by ``[mask]`` with p = token_dropout); view i from ``view_generator(i)``."""
+        audio = []
         for v in range(2):
             generator = self.view_generator(v)
-            mel = self.audio_encoder.log_mel(random_crops(audio, lengths, self.crop_samples, generator))
-            if self.spec_augment_config:
-                mel = spec_augment(mel, self.spec_augment_config, generator)
-            views.append(mel)
-        return views
-
-    def make_text_views(self, captions: list[str], captions2: list[str]) -> list[Tensor]:
-        """Token ids of two captions of each clip, each token replaced by ``[mask]`` with p = token_dropout."""
-        views = []
-        for v, texts in enumerate((captions, captions2)):
-            ids = self._text_ids(list(texts))
-            p = self.hparams.token_dropout
+            mel = self.audio_encoder.log_mel(random_crops(batch["audio"], batch["audio_length"], self.crop_samples, generator))
+            audio.append(spec_augment(mel, self.spec_augment_config, generator) if self.spec_augment_config else mel)
+        text, p = [], self.hparams.token_dropout
+        for v, captions in enumerate((batch["caption"], batch.get("caption2", batch["caption"]))):
+            ids = self._text_ids(list(captions))
             if p > 0:
                 drop = torch.rand(ids.shape, generator=self.view_generator(2 + v), device=ids.device) < p
                 ids = torch.where(drop & (ids != self.tokenizer.pad_id), torch.full_like(ids, self.tokenizer.mask_id), ids)  # type: ignore[union-attr]
-            views.append(ids)
-        return views
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self._trainer is not None and self.trainer.training and isinstance(batch, dict) and "audio" in batch:
-            batch["views"] = {
-                "audio": self.make_audio_views(batch["audio"], batch["audio_length"]),
-                "text": self.make_text_views(batch["caption"], batch.get("caption2", batch["caption"])),
-            }
-        return batch
+            text.append(ids)
+        return {"views": {"audio": audio, "text": text}}
 
     # ---- training -------------------------------------------------------------------------------------------------
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        views = batch.get("views") or {
-            "audio": self.make_audio_views(batch["audio"], batch["audio_length"]),
-            "text": self.make_text_views(batch["caption"], batch.get("caption2", batch["caption"])),
-        }
+        views = batch["views"]
         mels, ids = torch.cat(views["audio"]), torch.cat(views["text"])
         n = views["audio"][0].shape[0]
         features = self.audio_encoder.features(mels)

@@ -112,14 +112,10 @@ class SwAV(SSLMethod):
     def embed(self, images: Tensor) -> Tensor:
         return self.encoder(check_images(images, self.encoder, f"{type(self).__name__}.embed"))
 
-    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         # multi-crop: every crop of a sample comes from the same decoded image, inside its valid area
-        large = [self.large_views(images, self.view_generator(i), sizes) for i in range(self.num_large_crops)]
-        small = [
-            self.small_views(images, self.view_generator(self.num_large_crops + i), sizes)
-            for i in range(self.num_small_crops)
-        ]
-        return large + small
+        crops = [self.large_views] * self.num_large_crops + [self.small_views] * self.num_small_crops
+        return {"views": self.image_views(batch, crops)}
 
     # ---- queue --------------------------------------------------------------------------------------------------
     def _queue_rows_per_rank(self) -> int:
@@ -160,7 +156,7 @@ class SwAV(SSLMethod):
 
     # ---- training -----------------------------------------------------------------------------------------------
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        crops = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
+        crops = batch["views"]
         n = crops[0].shape[0]
         self.prototypes.normalize()
         # one backbone pass per resolution, then the projector on all crops together (as the reference)

@@ -129,6 +129,10 @@ class TJEPA(MomentumMethod):
             generator=self.view_generator(0), device=device,
         )  # fmt: skip
 
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:  # interim (issue 18): the `jepa` branch's wins
+        features = batch[self.input_key]
+        return {"masks": self.make_masks(features.shape[0], features.device)}
+
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
         features = batch["features"]
         hp = self.hparams
