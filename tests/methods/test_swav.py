@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
+from tests.method_cases import with_inputs
 from tests.test_cli import REPO, tiny_overrides
 from zoo.cli import main
 from zoo.data.images import ImageDataModule
@@ -107,6 +108,21 @@ def test_queue_starts_at_its_epoch_fills_joins_sinkhorn_and_lives_in_the_checkpo
     torch.testing.assert_close(codes[0], expected)
     torch.testing.assert_close(model.queue[0, :32], z[0])  # newest first
     torch.testing.assert_close(model.queue[0, 32:], queue_before[0, :32])  # the oldest rows dropped
+
+
+def test_queue_in_use_is_logged_on_the_steps_whose_codes_use_the_queue(tiny_encoder, monkeypatch):
+    """A queue of one batch: step 1 computes its codes without it (and fills it), step 2 with it."""
+    model = tiny_swav(tiny_encoder)
+    model.queue, model.queue_filled = torch.zeros(2, 8, 16), 0  # as _maybe_start_queue makes it at queue_start_epoch
+    used = []
+    codes = model.criterion.codes
+    monkeypatch.setattr(model.criterion, "codes", lambda scores, queue=None: used.append(queue is not None) or codes(scores, queue))
+    logged = []
+    for seed in range(2):
+        images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+        logged.append(model.ssl_step(with_inputs(model, {"image": images})).logs["queue_in_use"].item())
+    assert used == [False, False, True, True]  # two large crops per step
+    assert logged == [0.0, 1.0]
 
 
 def test_bf16_autocast_step_is_finite_and_close_to_fp32(tiny_encoder):

@@ -134,11 +134,14 @@ class SwAV(SSLMethod):
             self.queue = torch.zeros(self.num_large_crops, rows, dim, device=self.device)
             self.queue_filled = 0
 
+    def _queue_full(self) -> bool:
+        return self.queue is not None and self.queue_filled >= self.queue.shape[1]
+
     @torch.no_grad()
     def _codes(self, scores: list[Tensor], z: list[Tensor]) -> list[Tensor]:
         """Sinkhorn codes of the large crops, with the queue's embeddings (scored by the current prototypes) in the
         equipartition once the queue is full; then this batch's embeddings enter the queue."""
-        use_queue = self.queue is not None and self.queue_filled >= self.queue.shape[1]
+        use_queue = self._queue_full()
         codes = []
         for s in range(self.num_large_crops):
             queue_scores = self.prototypes(self.queue[s].to(z[s].dtype)) if use_queue else None
@@ -168,9 +171,11 @@ class SwAV(SSLMethod):
         scores = list(self.prototypes(z).split(n))
         z_crops = list(z.split(n))
         self._maybe_start_queue(z.shape[1])
+        # read before this batch enters the queue: the codes use the queue exactly when it was full already
+        queue_in_use = self._queue_full()
         codes = self._codes(scores, z_crops)
         loss = swav_loss(scores, codes, self.hparams.temperature)
-        logs = {"queue_in_use": torch.tensor(float(self.queue is not None and self.queue_filled >= self.queue.shape[1]))}
+        logs = {"queue_in_use": torch.tensor(float(queue_in_use))}
         return SSLOutput(loss=loss, features=large[:n], logs=logs)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
