@@ -30,8 +30,8 @@ TABLE_SCHEMA = {"numeric": ["a", "b", "c"], "categorical": ["d", "e"], "cardinal
 CAPTIONS = ["a fast loud piano melody", "a slow soft organ tune", "quick bright strings", "gentle low flute"]
 SLAP_TINY = {
     "audio_encoder": {"channels": [4, 8], "log_mel": {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 16}},
-    "text_encoder": {"dim": 16, "depth": 1, "heads": 2, "max_length": 12, "dropout": 0.0},
-    "projector_dim": 16, "predictor_hidden_dim": 32, "crop_seconds": 0.25, "vocabulary": build_vocabulary(CAPTIONS),
+    "text_encoder": {"embed_dim": 16, "depth": 1, "num_heads": 2, "max_length": 12, "dropout": 0.0},
+    "projector_out_dim": 16, "predictor_hidden_dim": 32, "crop_seconds": 0.25, "vocabulary": build_vocabulary(CAPTIONS),
 }  # fmt: skip
 
 
@@ -103,13 +103,13 @@ CASES: dict[str, MethodCase] = {
     "tjepa": MethodCase(
         "tjepa",
         {
-            "feature_schema": TABLE_SCHEMA, "encoder": {"dim": 16, "depth": 1, "heads": 2, "ff_dim": 16, "num_reg_tokens": 2},
+            "feature_schema": TABLE_SCHEMA, "encoder": {"embed_dim": 16, "depth": 1, "num_heads": 2, "ff_dim": 16, "num_reg_tokens": 2},
             "predictor_dim": 8, "predictor_depth": 1, "ema_tau_base": 0.9, **SGD,
         },
         _table_rows,
     ),  # fmt: skip
     "skeleton_mae": MethodCase(
-        "skeleton_mae", {"encoder": {"hidden_dim": 8, "num_layers": 2}, "mask_strategy": "random_parts", "num_mask_parts": 2, **SGD},
+        "skeleton_mae", {"encoder": {"embed_dim": 8, "depth": 2}, "mask_strategy": "random_parts", "num_mask_parts": 2, **SGD},
         _skeletons,
     ),
     "slap": MethodCase("slap", {**SLAP_TINY, "ema_tau_base": 0.9, **SGD}, audio_batch),

@@ -14,7 +14,7 @@ from zoo.finetune_skeleton import SkeletonClassifier
 from zoo.methods.skeleton_mae import SkeletonMAE
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"hidden_dim": 8, "num_layers": 2, "velocity": True}
+TINY = {"embed_dim": 8, "depth": 2, "velocity": True}
 
 
 def skeletons(n=6, frames=8, seed=0):

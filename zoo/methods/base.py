@@ -69,6 +69,8 @@ class SSLMethod(HubMixin, L.LightningModule):
     input_key: ClassVar[str] = "image"
     #: smallest global training batch the loss is defined on (a contrastive loss needs negatives: 2)
     min_batch_size: ClassVar[int] = 1
+    #: old init-arg names → new ones, still accepted (:func:`zoo.deprecation.renamed`, in the subclass's __init__)
+    renamed_args: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.deprecation import renamed
+from zoo.encoders.skeleton import RENAMED_KEYS as SKELETON_RENAMED_KEYS
 from zoo.encoders.skeleton import STRLHead, SkeletonEncoder, SkeletonEncoderConfig, gin_layer, masked_person_mean
 from zoo.losses.sce import scaled_cosine_error
 from zoo.methods.base import SSLMethod, SSLOutput
@@ -56,7 +58,7 @@ class SkeletonMAE(SSLMethod):
     ) -> None:
         """
         Args:
-            encoder: skeleton encoder spec (layout, in_channels, velocity, hidden_dim, num_layers, gin_eps);
+            encoder: skeleton encoder spec (layout, in_channels, velocity, embed_dim, depth, gin_eps);
                 default NTU-25, D = 64, 3 GIN layers.
             mask_strategy: ``"parts"`` (the fixed ``mask_parts``), ``"random_parts"`` (``num_mask_parts`` per sample)
                 or ``"random_joints"`` (``mask_ratio`` of the joints per sample).
@@ -72,6 +74,8 @@ class SkeletonMAE(SSLMethod):
             optimizer, lr, weight_decay, warmup_epochs: the paper pre-trains with Adam, lr 1.5e-4.
             **kwargs: the remaining optimisation/evaluation args of :class:`~zoo.methods.base.SSLMethod`.
         """
+        if encoder:  # the hparams (hence checkpoints and config.json) keep the new names
+            encoder = renamed(encoder, SKELETON_RENAMED_KEYS, "SkeletonMAE encoder")
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs)
         if mask_strategy not in SKELETON_MASK_STRATEGIES:
             raise ValueError(f"unknown mask_strategy {mask_strategy!r}; valid: {', '.join(SKELETON_MASK_STRATEGIES)}")

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.data.audio_features import SLAP_SPEC_AUGMENT, SpecAugmentConfig, random_crops, spec_augment
+from zoo.deprecation import renamed
 from zoo.encoders.audio import AudioEncoder, AudioEncoderConfig
+from zoo.encoders.text import RENAMED_KEYS as TEXT_RENAMED_KEYS
 from zoo.encoders.text import TextEncoder, TextEncoderConfig
 from zoo.eval.retrieval import ZERO_SHOT_PROMPTS, RetrievalCollector
 from zoo.losses.clip import INIT_LOGIT_SCALE, symmetric_info_nce
@@ -47,6 +49,7 @@ class SLAP(MomentumMethod):
     hparams_from_data = ("vocabulary", "class_names")
 
     input_key = "audio"
+    renamed_args = {"projector_dim": "projector_out_dim"}
 
     def __init__(
         self,
@@ -56,7 +59,7 @@ class SLAP(MomentumMethod):
         class_names: list[str] | None = None,
         loss: str = "slap",
         inter_weight: float = SLAP_INTER_WEIGHT,
-        projector_dim: int = 512,
+        projector_out_dim: int = 512,
         predictor_hidden_dim: int = 4096,
         predictor_dropout: float = 0.1,
         text_projector_batch_norm: bool = True,
@@ -81,7 +84,7 @@ class SLAP(MomentumMethod):
             class_names: label names for zero-shot evaluation; None: taken from the datamodule when it has labels.
             loss: "slap" (the paper) or "infonce" (CLAP-style contrastive baseline, same networks minus predictors).
             inter_weight: λ, weight of the inter-modal terms (paper 0.5; collapses outside [0.2, 0.7]).
-            projector_dim: projector MLP [in → d → d] (paper d = 512); BN + ReLU in the text projector when
+            projector_out_dim: projector MLP [in → d → d] (paper d = 512); BN + ReLU in the text projector when
                 ``text_projector_batch_norm`` (the paper's code), ReLU only in the audio projector.
             predictor_hidden_dim, predictor_dropout: predictor MLP [d → 4096 → d] with ReLU, no BN (the paper's
                 code) and dropout 0.1 on its input.
@@ -94,6 +97,11 @@ class SLAP(MomentumMethod):
             optimizer, lr, weight_decay, warmup_epochs: AdamW with peak lr 4e-4 as in the paper, warm-up then cosine.
             **kwargs: the remaining args of :class:`~zoo.methods.momentum.MomentumMethod` / ``SSLMethod``.
         """
+        # old names keep loading; the hparams (hence checkpoints and config.json) keep the new ones
+        kwargs = renamed(kwargs, self.renamed_args, type(self).__name__)
+        projector_out_dim = kwargs.pop("projector_out_dim", projector_out_dim)
+        if text_encoder:
+            text_encoder = renamed(text_encoder, TEXT_RENAMED_KEYS, f"{type(self).__name__} text_encoder")
         super().__init__(
             ema_tau_base=ema_tau_base, optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs
         )
@@ -108,7 +116,7 @@ class SLAP(MomentumMethod):
             raise ValueError(f"crop_seconds must be > 0, got {crop_seconds}")
         self.spec_augment_config: SpecAugmentConfig = dict(SLAP_SPEC_AUGMENT if spec_augment is None else spec_augment)  # type: ignore[assignment]
         self.audio_encoder = AudioEncoder(audio_encoder)
-        self.audio_projector = MLPHead(self.audio_encoder.num_features, projector_dim, projector_dim, hidden_batch_norm=False)
+        self.audio_projector = MLPHead(self.audio_encoder.num_features, projector_out_dim, projector_out_dim, hidden_batch_norm=False)
         if loss == "slap":
             self.audio_predictor = self._predictor()
             self.target_audio_encoder = self.make_target(self.audio_encoder)
@@ -126,14 +134,14 @@ class SLAP(MomentumMethod):
         self.init_evaluation(self.audio_encoder.num_features)
 
     def _predictor(self) -> nn.Module:
-        d = self.hparams.projector_dim
+        d = self.hparams.projector_out_dim
         return nn.Sequential(nn.Dropout(self.hparams.predictor_dropout), MLPHead(d, self.hparams.predictor_hidden_dim, d, hidden_batch_norm=False))
 
     def _build_text_arm(self, vocabulary: list[str]) -> None:
         hp = self.hparams
         self.tokenizer = WordTokenizer(vocabulary, max_length=int({"max_length": 32, **(hp.text_encoder or {})}["max_length"]))
         self.text_encoder = TextEncoder(len(vocabulary), hp.text_encoder)
-        self.text_projector = MLPHead(self.text_encoder.num_features, hp.projector_dim, hp.projector_dim, hidden_batch_norm=hp.text_projector_batch_norm)
+        self.text_projector = MLPHead(self.text_encoder.num_features, hp.projector_out_dim, hp.projector_out_dim, hidden_batch_norm=hp.text_projector_batch_norm)
         if hp.loss == "slap":
             self.text_predictor = self._predictor()
             self.target_text_encoder = self.make_target(self.text_encoder)
