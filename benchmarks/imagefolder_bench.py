@@ -110,7 +110,7 @@ LOADERS = {"zoo": zoo_loader, "lightly": lightly_loader, "torchvision": torchvis
 def views_of(library: str, batch, model, device: str) -> list[torch.Tensor]:
     if library == "zoo":
         images, sizes = batch["image"].to(device), batch["image_size"].to(device)
-        return model.make_views(images, sizes)
+        return model.make_inputs({"image": images, "image_size": sizes})["views"]
     if library == "zoo-decode":  # the workers' share alone: what the CPU does when the views run on a GPU
         return [batch["image"]]
     if library == "lightly":

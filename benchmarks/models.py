@@ -113,7 +113,7 @@ def zoo_contender(method: str, setting: Setting) -> Contender:
         return DataLoader(_UInt8Images(images), batch_size=setting.batch_size, shuffle=True, drop_last=True,
                           num_workers=workers, persistent_workers=workers > 0)
 
-    return Contender("zoo", method, model, step, loader, lambda batch: model.make_views(batch))
+    return Contender("zoo", method, model, step, loader, lambda batch: model.make_inputs({"image": batch})["views"])
 
 
 def lightly_contender(method: str, setting: Setting) -> Contender:

@@ -1,10 +1,10 @@
 """One tiny configuration per registered method, for the tests that run every method the same way (distributed
 equivalence, mixed precision).
 
-For each case: ``build()`` the model (seeded, so two calls give the same weights), ``raw_batch(n)`` what its
-datamodule would yield (views and masks are then drawn by the method on the device), and ``fixed_batch(model, n)``
-the same with this batch's views and masks already drawn, so that every rank of a distributed run can be handed its
-share of one global batch.
+For each case: ``build()`` the model (seeded, so two calls give the same weights), ``raw_batch(n, seed)`` what its
+datamodule would yield (views and masks are then drawn by the method on the device), and ``batch(model, n, seed)``
+the same with the method's inputs (views, masks) already drawn by ``model.make_inputs``, as after the device transfer:
+what ``ssl_step`` reads, and what every rank of a distributed run can be handed its share of.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ TABLE_SCHEMA = {"numeric": ["a", "b", "c"], "categorical": ["d", "e"], "cardinal
 CAPTIONS = ["a fast loud piano melody", "a slow soft organ tune", "quick bright strings", "gentle low flute"]
 SLAP_TINY = {
     "audio_encoder": {"channels": [4, 8], "log_mel": {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 16}},
-    "text_encoder": {"dim": 16, "depth": 1, "heads": 2, "max_length": 12, "dropout": 0.0},
-    "projector_dim": 16, "predictor_hidden_dim": 32, "crop_seconds": 0.25, "vocabulary": build_vocabulary(CAPTIONS),
+    "text_encoder": {"embed_dim": 16, "depth": 1, "num_heads": 2, "max_length": 12, "dropout": 0.0},
+    "projector_out_dim": 16, "predictor_hidden_dim": 32, "crop_seconds": 0.25, "vocabulary": build_vocabulary(CAPTIONS),
 }  # fmt: skip
 
 
@@ -43,33 +43,14 @@ def _image_batch(n: int, seed: int) -> dict[str, Any]:
     return {"image": _images(n, seed)}
 
 
-def _image_views(model: SSLMethod, n: int, seed: int) -> dict[str, Any]:
-    return {"views": model.make_views(_images(n, seed))}
-
-
-def _jepa_views(model: Any, n: int, seed: int) -> dict[str, Any]:
-    raw = _image_batch(n, seed)
-    return {**raw, **model.make_inputs(raw)}
-
-
 def _table_rows(n: int, seed: int) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     return {"features": torch.cat([torch.rand(n, 3, generator=g), torch.randint(0, 3, (n, 2), generator=g).float()], dim=1)}
 
 
-def _table_masks(model: Any, n: int, seed: int) -> dict[str, Any]:
-    rows = _table_rows(n, seed)
-    return {**rows, **model.make_inputs(rows)}
-
-
 def _skeletons(n: int, seed: int) -> dict[str, Any]:
     data, _ = generate_actions(n, seed=seed, max_frames=8)
     return {"skeleton": torch.from_numpy(data)}
-
-
-def _skeleton_masks(model: Any, n: int, seed: int) -> dict[str, Any]:
-    batch = _skeletons(n, seed)
-    return {**batch, "mask": model.make_mask(n, torch.device("cpu"), torch.Generator().manual_seed(seed))}
 
 
 def audio_batch(n: int = 4, seed: int = 0) -> dict[str, Any]:
@@ -81,28 +62,31 @@ def audio_batch(n: int = 4, seed: int = 0) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _audio_views(model: Any, n: int, seed: int) -> dict[str, Any]:
-    b = audio_batch(n, seed)
-    return {"views": {"audio": model.make_audio_views(b["audio"], b["audio_length"]), "text": model.make_text_views(b["caption"], b["caption2"])}}
-
-
 @dataclass(frozen=True)
 class MethodCase:
     method: str
     kwargs: dict[str, Any]
     raw_batch: Callable[[int, int], dict[str, Any]]
-    fixed_batch: Callable[[Any, int, int], dict[str, Any]]
 
     def build(self, **overrides: Any) -> SSLMethod:
         torch.manual_seed(0)
         return get_method(self.method)(**{**self.kwargs, **overrides})
 
+    def batch(self, model: SSLMethod, n: int, seed: int = 0) -> dict[str, Any]:
+        """``raw_batch(n, seed)`` with ``model``'s inputs for it: the batch ``ssl_step`` reads."""
+        return with_inputs(model, self.raw_batch(n, seed))
+
+
+def with_inputs(model: SSLMethod, raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw batch with the inputs (views, masks) ``model`` draws for it, as after the device transfer in training."""
+    return {**raw, **model.make_inputs(raw)}
+
 
 CASES: dict[str, MethodCase] = {
-    "simclr": MethodCase("simclr", {"encoder": TINY_ENCODER, **TINY_HEADS, **SGD}, _image_batch, _image_views),
+    "simclr": MethodCase("simclr", {"encoder": TINY_ENCODER, **TINY_HEADS, **SGD}, _image_batch),
     "byol": MethodCase(
         "byol", {"encoder": TINY_ENCODER, **TINY_HEADS, "predictor_hidden_dim": 16, "ema_tau_base": 0.9, **SGD},
-        _image_batch, _image_views,
+        _image_batch,
     ),
     "swav": MethodCase(
         "swav",
@@ -110,26 +94,26 @@ CASES: dict[str, MethodCase] = {
             "encoder": TINY_ENCODER, "num_small_crops": 2, "large_crop_size": 8, "small_crop_size": 6, **TINY_HEADS,
             "num_prototypes": 12, "freeze_prototypes_steps": 1, **SGD,
         },
-        _image_batch, _image_views,
+        _image_batch,
     ),  # fmt: skip
-    "ijepa": MethodCase("ijepa", {"encoder": TINY_VIT, "masking": {"min_keep": 2}, **TINY_PREDICTOR, "ema_tau_base": 0.9, **SGD}, _image_batch, _jepa_views),
+    "ijepa": MethodCase("ijepa", {"encoder": TINY_VIT, "masking": {"min_keep": 2}, **TINY_PREDICTOR, "ema_tau_base": 0.9, **SGD}, _image_batch),
     "dmt_jepa": MethodCase(
-        "dmt_jepa", {"encoder": TINY_VIT, "masking": {"min_keep": 2}, **TINY_PREDICTOR, "ema_tau_base": 0.9, **SGD}, _image_batch, _jepa_views
+        "dmt_jepa", {"encoder": TINY_VIT, "masking": {"min_keep": 2}, **TINY_PREDICTOR, "ema_tau_base": 0.9, **SGD}, _image_batch,
     ),
     "tjepa": MethodCase(
         "tjepa",
         {
-            "feature_schema": TABLE_SCHEMA, "encoder": {"dim": 16, "depth": 1, "heads": 2, "ff_dim": 16, "num_reg_tokens": 2},
+            "feature_schema": TABLE_SCHEMA, "encoder": {"embed_dim": 16, "depth": 1, "num_heads": 2, "ff_dim": 16, "num_reg_tokens": 2},
             "predictor_dim": 8, "predictor_depth": 1, "ema_tau_base": 0.9, **SGD,
         },
-        _table_rows, _table_masks,
+        _table_rows,
     ),  # fmt: skip
     "skeleton_mae": MethodCase(
-        "skeleton_mae", {"encoder": {"hidden_dim": 8, "num_layers": 2}, "mask_strategy": "random_parts", "num_mask_parts": 2, **SGD},
-        _skeletons, _skeleton_masks,
+        "skeleton_mae", {"encoder": {"embed_dim": 8, "depth": 2}, "mask_strategy": "random_parts", "num_mask_parts": 2, **SGD},
+        _skeletons,
     ),
-    "slap": MethodCase("slap", {**SLAP_TINY, "ema_tau_base": 0.9, **SGD}, audio_batch, _audio_views),
-    "slap_infonce": MethodCase("slap", {**SLAP_TINY, "loss": "infonce", **SGD}, audio_batch, _audio_views),
+    "slap": MethodCase("slap", {**SLAP_TINY, "ema_tau_base": 0.9, **SGD}, audio_batch),
+    "slap_infonce": MethodCase("slap", {**SLAP_TINY, "loss": "infonce", **SGD}, audio_batch),
 }
 
 

@@ -89,7 +89,7 @@ def two_process_results(tmp_path_factory):
     for run in RUNS:
         case = case_of(run)
         model = case.build(**RUNS[run])
-        data = case.fixed_batch(model, GLOBAL_BATCH * STEPS, 0)
+        data = case.batch(model, GLOBAL_BATCH * STEPS, 0)
         jobs.append((run, {k: v.clone() for k, v in model.state_dict().items()}, data))
     ranks = run_distributed(_rank_worker, tmp_path_factory.mktemp("ddp"), 29500 + os.getpid() % 1000, jobs)
     return {run: (state, data, [r[run] for r in ranks]) for run, state, data in jobs}

@@ -53,7 +53,7 @@ def test_compile_wraps_each_network_in_place_and_gives_the_same_loss_and_gradien
     frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     assert eager.encoder._compiled_call_impl is None
     assert list(compiled.state_dict()) == list(eager.state_dict())
-    batch = case.fixed_batch(eager, 8, 0)
+    batch = case.batch(eager, 8, 0)
     losses = [_loss(m, batch) for m in (eager, compiled)]
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > frames  # dynamo really captured graphs
     assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-4)

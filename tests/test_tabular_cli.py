@@ -27,7 +27,7 @@ def fitted(tmp_path_factory):
         "--trainer.default_root_dir", str(root),
         "--trainer.logger", json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(root), "name": "logs"}}),
         "--trainer.callbacks", json.dumps([{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(root / "ckpt"), "save_last": True}}]),
-        "--model.init_args.encoder", json.dumps({"dim": 16, "depth": 1, "heads": 2, "ff_dim": 16, "num_reg_tokens": 2}),
+        "--model.init_args.encoder", json.dumps({"embed_dim": 16, "depth": 1, "num_heads": 2, "ff_dim": 16, "num_reg_tokens": 2}),
         "--model.init_args.predictor_depth", "1",
     ]  # fmt: skip
     assert main(args) == 0

@@ -95,15 +95,17 @@ def _encoder_name(config: dict) -> str:
             return f"{encoder['name']} (channels {channels})" if channels else str(encoder["name"])
         if "patch_size" in encoder:  # zoo.encoders.vit
             return f"ViT d{encoder.get('embed_dim', '?')} L{encoder.get('depth', '?')}, patch {encoder['patch_size']}"
+        # encoder configs saved before the keys took timm's names say dim / hidden_dim, heads, num_layers
+        width = encoder.get("embed_dim", encoder.get("dim", encoder.get("hidden_dim", "?")))
         if "num_reg_tokens" in encoder or "ff_dim" in encoder:  # zoo.encoders.tabular
-            return f"FT-Transformer d{encoder.get('dim', '?')} L{encoder.get('depth', '?')}"
-        if "hidden_dim" in encoder:  # zoo.encoders.skeleton
-            return f"GIN d{encoder['hidden_dim']} L{encoder.get('num_layers', '?')} ({encoder.get('layout', 'ntu25')})"
+            return f"FT-Transformer d{width} L{encoder.get('depth', '?')}"
+        if "layout" in encoder or "hidden_dim" in encoder or config.get("method") == "skeleton_mae":  # zoo.encoders.skeleton
+            return f"GIN d{width} L{encoder.get('depth', encoder.get('num_layers', '?'))} ({encoder.get('layout', 'ntu25')})"
     audio, text = config.get("audio_encoder"), config.get("text_encoder")
     if isinstance(audio, dict):  # SLAP
         described = f"log-mel CNN {audio.get('channels', '?')}"
         if isinstance(text, dict):
-            described += f" + text transformer d{text.get('dim', '?')} L{text.get('depth', '?')}"
+            described += f" + text transformer d{text.get('embed_dim', text.get('dim', '?'))} L{text.get('depth', '?')}"
         return described
     return str(encoder) if encoder else "-"
 

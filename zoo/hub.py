@@ -143,8 +143,9 @@ def card_for_repo(text: str, repo_id: str) -> str:
 
 
 def init_parameter_names(cls: type) -> set[str]:
-    """Init-arg names of ``cls``, following ``**kwargs`` forwarded to base classes."""
-    names: set[str] = set()
+    """Init-arg names of ``cls``, following ``**kwargs`` forwarded to base classes, and the old names it still
+    accepts (``renamed_args``)."""
+    names: set[str] = set(getattr(cls, "renamed_args", {}))
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:

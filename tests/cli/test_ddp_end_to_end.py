@@ -91,11 +91,11 @@ def plans(data: Path) -> list[Plan]:
         Plan("ijepa", CONFIGS / "ijepa" / "digits.yaml", tuple(JEPA), images, 8),
         Plan("dmt_jepa", CONFIGS / "dmt_jepa" / "digits.yaml", tuple(JEPA), images, 8),
         Plan("tjepa", CONFIGS / "tjepa" / "breast_cancer.yaml", (
-            "--model.init_args.encoder", json.dumps({"dim": 16, "depth": 1, "heads": 2, "ff_dim": 16, "num_reg_tokens": 2}),
+            "--model.init_args.encoder", json.dumps({"embed_dim": 16, "depth": 1, "num_heads": 2, "ff_dim": 16, "num_reg_tokens": 2}),
             "--model.init_args.predictor_dim", "8", "--model.init_args.predictor_depth", "1",
         ), "zoo.data.tabular.TabularDataModule", 16),
         Plan("skeleton_mae", CONFIGS / "skeleton_mae" / "generated.yaml", (
-            "--model.init_args.encoder", json.dumps({"layout": "ntu25", "in_channels": 3, "hidden_dim": 8, "num_layers": 2}),
+            "--model.init_args.encoder", json.dumps({"layout": "ntu25", "in_channels": 3, "embed_dim": 8, "depth": 2}),
             "--data.init_args.path", str(data / "skeleton"), "--data.init_args.num_frames", "8",
             "--data.init_args.val_size", "16", "--data.init_args.knn_bank_size", "32",
         ), "zoo.data.skeleton.SkeletonDataModule", 8),

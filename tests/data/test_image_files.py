@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from tests.conftest import TINY_ENCODER
-from tests.method_cases import CASES, TINY_VIT
+from tests.method_cases import CASES, TINY_VIT, with_inputs
 from zoo.data.base import DataError
 from zoo.data.image_files import (
     BadSample, ImageFilesDataModule, collate_images, decode_image, read_file_list, scan_class_folders,
@@ -207,8 +207,7 @@ def test_image_methods_train_on_padded_batches_of_mixed_sizes(name: str) -> None
     g = torch.Generator().manual_seed(0)
     samples = [{"image": torch.randint(0, 256, (3, int(h), int(w)), dtype=torch.uint8, generator=g), "index": i}
                for i, (h, w) in enumerate(torch.randint(5, 20, (4, 2), generator=g).tolist())]  # fmt: skip
-    raw = collate_images(samples)
-    batch = {**raw, **model.make_inputs(raw)}
+    batch = with_inputs(model, collate_images(samples))
     assert all(v.shape[0] == 4 and v.shape[-1] == v.shape[-2] for v in batch["views"])
     out = model.ssl_step(batch)
     assert torch.isfinite(out.loss)

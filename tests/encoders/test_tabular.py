@@ -4,7 +4,7 @@ import torch
 from zoo.encoders.tabular import FeatureTokenizer, TabularTransformer
 from zoo.nn.tokens import sincos_1d
 
-TINY = {"dim": 16, "depth": 1, "heads": 2, "ff_dim": 32, "num_reg_tokens": 2}
+TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "ff_dim": 32, "num_reg_tokens": 2}
 
 
 def test_tokenizer_numeric_tokens_are_affine_and_unknown_codes_use_bucket_zero():
@@ -24,7 +24,8 @@ def test_tokenizer_numeric_tokens_are_affine_and_unknown_codes_use_bucket_zero()
 def test_encoder_shapes_with_and_without_a_keep_index():
     enc = TabularTransformer(3, [5], TINY)
     x = torch.rand(6, 4)
-    assert enc(x).shape == (6, 6, 16)  # R + D tokens
+    assert enc(x).shape == (6, 6, 16)  # R + D tokens of width h
+    assert (enc.num_features, enc.num_columns, enc.num_tokens) == (16, 4, 6)
     keep = torch.tensor([[0, 1, 3]] * 6)
     assert enc(x, keep).shape == (6, 3, 16)
     with pytest.raises(ValueError, match=r"features \[B, 4\]"):

@@ -11,7 +11,7 @@ def test_ssl_step_is_the_symmetric_loss_of_online_predictions_and_target_project
     torch.manual_seed(0)
     model = BYOL(encoder=tiny_encoder, projector_hidden_dim=32, projector_out_dim=16, predictor_hidden_dim=32)
     images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
-    view1, view2 = model.make_views(images)
+    view1, view2 = model.make_inputs({"image": images})["views"]
     out = model.ssl_step({"image": images, "views": [view1, view2]})
     p1 = model.predictor(model.projector(model.encoder(torch.cat([view1, view2]))))
     z = model.target_projector(model.target_encoder(torch.cat([view1, view2])))

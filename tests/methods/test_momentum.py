@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.method_cases import with_inputs
 from zoo.methods.byol import BYOL
 from zoo.methods.momentum import cosine_tau, ema_update
 
@@ -46,7 +47,7 @@ def test_targets_are_frozen_copies_outside_the_optimizer(tiny_encoder):
 
 def test_gradient_reaches_online_networks_only(tiny_encoder):
     model = tiny_byol(tiny_encoder)
-    model.ssl_step({"image": torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)}).loss.backward()
+    model.ssl_step(with_inputs(model, {"image": torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)})).loss.backward()
     assert all(p.grad is not None for p in model.predictor.parameters())
     assert all(p.grad is not None for n, p in model.encoder.named_parameters())
     assert all(p.grad is None for p in model.target_encoder.parameters())

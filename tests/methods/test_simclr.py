@@ -1,5 +1,6 @@
 import torch
 
+from tests.method_cases import with_inputs
 from zoo.losses.nt_xent import nt_xent_loss
 from zoo.methods.simclr import SimCLR
 
@@ -8,7 +9,7 @@ def test_ssl_step_is_nt_xent_of_projected_views(tiny_encoder):
     torch.manual_seed(0)
     model = SimCLR(encoder=tiny_encoder, temperature=0.3, projector_out_dim=16)
     images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
-    view1, view2 = model.make_views(images)
+    view1, view2 = model.make_inputs({"image": images})["views"]
     assert view1.shape == (6, 1, 8, 8) and view1.dtype == torch.float32
     assert not torch.equal(view1, view2)  # independent per-view randomness
     out = model.ssl_step({"image": images, "views": [view1, view2]})
@@ -22,7 +23,7 @@ def test_ssl_step_is_nt_xent_of_projected_views(tiny_encoder):
 def test_views_are_deterministic_given_the_seed(tiny_encoder):
     model = SimCLR(encoder=tiny_encoder)
     images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
-    a, b = model.make_views(images), model.make_views(images)
+    a, b = model.make_inputs({"image": images})["views"], model.make_inputs({"image": images})["views"]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
@@ -30,7 +31,7 @@ def test_training_reduces_the_loss_on_a_fixed_batch(tiny_encoder):
     torch.manual_seed(0)
     model = SimCLR(encoder=tiny_encoder, projector_out_dim=16)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
-    batch = {"image": images, "views": model.make_views(images)}
+    batch = with_inputs(model, {"image": images})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(15):
@@ -46,7 +47,7 @@ def test_bf16_autocast_step_is_finite_and_close_to_fp32(tiny_encoder):
     torch.manual_seed(0)
     model = SimCLR(encoder=tiny_encoder, projector_out_dim=16)
     images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)
-    batch = {"image": images, "views": model.make_views(images)}
+    batch = with_inputs(model, {"image": images})
     reference = model.ssl_step(batch).loss
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model.ssl_step(batch).loss
@@ -60,4 +61,4 @@ def test_bf16_true_weights_accept_uint8_and_fp32_views(tiny_encoder):
     model = SimCLR(encoder=tiny_encoder).to(torch.bfloat16).eval()
     images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
     assert model.embed(images).dtype == torch.bfloat16
-    assert model.embed(model.make_views(images)[0]).shape == (4, 64)
+    assert model.embed(model.make_inputs({"image": images})["views"][0]).shape == (4, 64)

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 import zoo
+from tests.method_cases import with_inputs
 from zoo.cli import main
 from zoo.data.skeleton_generator import generate_actions, write_actions_dataset
 from zoo.finetune_skeleton import SkeletonClassifier
 from zoo.methods.skeleton_mae import SkeletonMAE
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"hidden_dim": 8, "num_layers": 2, "velocity": True}
+TINY = {"embed_dim": 8, "depth": 2, "velocity": True}
 
 
 def skeletons(n=6, frames=8, seed=0):
@@ -32,7 +33,7 @@ def test_masked_joints_inputs_cannot_reach_the_encoder(model):
     x, _ = skeletons()
     model.eval()
     features = model.encoder.input_features(x)[:, 0]  # [B, T, V, F], one person
-    mask = model.make_mask(x.shape[0], x.device)
+    mask = model.make_inputs({"skeleton": x})["masks"]
     masked_joints = mask[0].nonzero().flatten()
     assert set(masked_joints.tolist()) == {9, 10, 11, 23, 24, 17, 18, 19}  # NTU right arm + right leg
 
@@ -56,7 +57,7 @@ def test_masked_joints_inputs_cannot_reach_the_encoder(model):
 def test_loss_is_sce_on_present_masked_joints_and_trains_every_part(model):
     x, _ = skeletons()
     x[:, :, :, 10] = 0.0  # right wrist missing everywhere: masked but nothing to reconstruct
-    out = model.ssl_step({"skeleton": x})
+    out = model.ssl_step(with_inputs(model, {"skeleton": x}))
     present = x[..., 0].ne(0).any(1)  # [B, T, V]; the generator also drops joints at random
     scored = present[:, :, [9, 11, 23, 24, 17, 18, 19]].sum().item()  # right arm + leg, less the wrist
     assert out.logs["masked_fraction"].item() == pytest.approx(scored / present.numel(), abs=1e-6)
@@ -70,7 +71,7 @@ def test_perfect_decoder_gives_zero_loss(model, monkeypatch):
     x, _ = skeletons()
     features = model.encoder.input_features(x)[:, 0]
     monkeypatch.setattr(model, "decode", lambda encoded, mask: features)  # a decoder that reconstructs exactly
-    assert model.ssl_step({"skeleton": x}).loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert model.ssl_step(with_inputs(model, {"skeleton": x})).loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_embedding_pools_present_persons_only(model):
@@ -88,7 +89,7 @@ def test_options_and_bad_config():
     for kwargs in ({"mask_strategy": "random_joints", "mask_ratio": 0.4, "target": "embedding", "remask": False},
                    {"mask_strategy": "random_parts", "num_mask_parts": 3, "sce_beta": 1.0, "embed_segments": 1}):  # fmt: skip
         m = SkeletonMAE(encoder=TINY, **kwargs)
-        loss = m.ssl_step({"skeleton": skeletons()[0]}).loss
+        loss = m.ssl_step(with_inputs(m, {"skeleton": skeletons()[0]})).loss
         assert torch.isfinite(loss) and loss > 0
     with pytest.raises(ValueError, match="unknown body part"):
         SkeletonMAE(encoder=TINY, mask_parts=["tail"])
@@ -101,13 +102,13 @@ def test_options_and_bad_config():
 def test_coco_layout_model():
     m = SkeletonMAE(encoder={**TINY, "layout": "coco17", "in_channels": 2}, mask_parts=["left_arm"])
     x = torch.randn(4, 2, 6, 17, 2)
-    assert torch.isfinite(m.ssl_step({"skeleton": x}).loss) and m.embed(x).shape == (4, 32)
+    assert torch.isfinite(m.ssl_step(with_inputs(m, {"skeleton": x})).loss) and m.embed(x).shape == (4, 32)
 
 
 def test_hub_round_trip_gives_identical_embeddings(model, tmp_path):
     x, _ = skeletons()
     model.train()
-    model.ssl_step({"skeleton": x})  # move BN statistics off their init
+    model.ssl_step(with_inputs(model, {"skeleton": x}))  # move BN statistics off their init
     model.eval()
     model.save_pretrained(tmp_path / "hub")
     config = json.loads((tmp_path / "hub" / "config.json").read_text())

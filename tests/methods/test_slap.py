@@ -26,7 +26,7 @@ def test_ssl_step_is_the_slap_loss_of_online_predictions_and_target_projections(
     torch.manual_seed(0)
     model = SLAP(**TINY, predictor_dropout=0.0)
     b = batch()
-    views = {"audio": model.make_audio_views(b["audio"], b["audio_length"]), "text": model.make_text_views(b["caption"], b["caption2"])}
+    views = model.make_inputs(b)["views"]
     torch.manual_seed(1)
     out = model.ssl_step({**b, "views": views})
     mels, ids = torch.cat(views["audio"]), torch.cat(views["text"])
@@ -46,7 +46,7 @@ def test_gradient_accumulation_equals_one_larger_batch():
     big = SLAP(**tiny, predictor_dropout=0.0, text_projector_batch_norm=False)
     small = copy.deepcopy(big)
     b = batch(n=8, seed=3)
-    views = {"audio": big.make_audio_views(b["audio"], b["audio_length"]), "text": big.make_text_views(b["caption"], b["caption2"])}
+    views = big.make_inputs(b)["views"]
     big.ssl_step({"views": views}).loss.backward()
     k = 4
     for i in range(k):
@@ -70,7 +70,7 @@ def test_infonce_variant_has_no_predictors_or_targets_and_uses_clip_loss():
     model = SLAP(**TINY, loss="infonce")
     assert not any(n.startswith(("target_", "audio_predictor", "text_predictor")) for n, _ in model.named_parameters())
     b = batch()
-    views = {"audio": model.make_audio_views(b["audio"], b["audio_length"]), "text": model.make_text_views(b["caption"], b["caption2"])}
+    views = model.make_inputs(b)["views"]
     out = model.ssl_step({"views": views})
     za = model.audio_projector(model.audio_encoder.features(torch.cat(views["audio"]))).split(4)
     zt = model.text_projector(model.text_encoder(torch.cat(views["text"]))).split(4)

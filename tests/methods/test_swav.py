@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
+from tests.method_cases import with_inputs
 from tests.test_cli import REPO, tiny_overrides
 from zoo.cli import main
 from zoo.data.images import ImageDataModule
@@ -24,7 +25,7 @@ def tiny_swav(tiny_encoder, **kwargs) -> SwAV:
 
 def test_multicrop_views_have_the_configured_sizes(tiny_encoder):
     model = tiny_swav(tiny_encoder, num_small_crops=3)
-    crops = model.make_views(torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8))
+    crops = model.make_inputs({"image": torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)})["views"]
     assert [tuple(c.shape) for c in crops] == [(5, 1, 8, 8)] * 2 + [(5, 1, 6, 6)] * 3
     assert model.large_views.config["crop_scale"] == (0.14, 1.0)
     assert model.small_views.config["crop_scale"] == (0.05, 0.14)
@@ -36,7 +37,7 @@ def test_ssl_step_is_the_swapped_prediction_of_sinkhorn_codes(tiny_encoder):
     with torch.no_grad():
         model.prototypes.layer.weight.mul_(3.0)  # off the sphere: the step must normalise them first
     images = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
-    crops = model.make_views(images)
+    crops = model.make_inputs({"image": images})["views"]
     out = model.ssl_step({"image": images, "views": crops})
     torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(20))
     # the same algorithm written out: backbone per resolution, projector over all crops, normalise, score
@@ -109,11 +110,26 @@ def test_queue_starts_at_its_epoch_fills_joins_sinkhorn_and_lives_in_the_checkpo
     torch.testing.assert_close(model.queue[0, 32:], queue_before[0, :32])  # the oldest rows dropped
 
 
+def test_queue_in_use_is_logged_on_the_steps_whose_codes_use_the_queue(tiny_encoder, monkeypatch):
+    """A queue of one batch: step 1 computes its codes without it (and fills it), step 2 with it."""
+    model = tiny_swav(tiny_encoder)
+    model.queue, model.queue_filled = torch.zeros(2, 8, 16), 0  # as _maybe_start_queue makes it at queue_start_epoch
+    used = []
+    codes = model.criterion.codes
+    monkeypatch.setattr(model.criterion, "codes", lambda scores, queue=None: used.append(queue is not None) or codes(scores, queue))
+    logged = []
+    for seed in range(2):
+        images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+        logged.append(model.ssl_step(with_inputs(model, {"image": images})).logs["queue_in_use"].item())
+    assert used == [False, False, True, True]  # two large crops per step
+    assert logged == [0.0, 1.0]
+
+
 def test_bf16_autocast_step_is_finite_and_close_to_fp32(tiny_encoder):
     torch.manual_seed(0)
     model = tiny_swav(tiny_encoder)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
-    crops = model.make_views(images)
+    crops = model.make_inputs({"image": images})["views"]
     fp32 = model.ssl_step({"image": images, "views": crops}).loss
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = model.ssl_step({"image": images, "views": crops}).loss
@@ -160,7 +176,7 @@ def test_two_process_step_equals_one_process_on_the_global_batch(tiny_encoder, t
     torch.manual_seed(0)
     model = tiny_swav(tiny_encoder)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
-    crops = model.make_views(images)
+    crops = model.make_inputs({"image": images})["views"]
     state = model.state_dict()
     results = run_distributed(_swav_step_gradients, tmp_path, state, crops)
     full_loss, full_grads = _swav_step_gradients(0, 1, state, crops)

@@ -22,6 +22,7 @@ with warnings.catch_warnings():
     from torch_geometric.nn import GINConv
 
 from zoo.data.skeleton_layouts import get_layout
+from zoo.deprecation import renamed
 
 
 class SkeletonEncoderConfig(TypedDict, total=False):
@@ -30,16 +31,18 @@ class SkeletonEncoderConfig(TypedDict, total=False):
     layout: str  # "ntu25" (3-D) or "coco17" (2-D)
     in_channels: int  # coordinates per joint: 3 for NTU, 2 for COCO
     velocity: bool  # append frame-to-frame differences to the coordinates
-    hidden_dim: int  # D (SkeletonMAE: 64)
-    num_layers: int  # GIN layers (SkeletonMAE: 3)
+    embed_dim: int  # D (SkeletonMAE: 64)
+    depth: int  # GIN layers (SkeletonMAE: 3)
     gin_eps: float  # GIN's ε (initial value when train_eps)
     train_eps: bool
 
 
 DEFAULT_SKELETON_ENCODER: SkeletonEncoderConfig = {
-    "layout": "ntu25", "in_channels": 3, "velocity": False, "hidden_dim": 64, "num_layers": 3, "gin_eps": 0.0,
+    "layout": "ntu25", "in_channels": 3, "velocity": False, "embed_dim": 64, "depth": 3, "gin_eps": 0.0,
     "train_eps": False,
 }  # fmt: skip
+#: old config keys → timm's words (old configs keep loading, with a FutureWarning)
+RENAMED_KEYS = {"hidden_dim": "embed_dim", "num_layers": "depth"}
 
 
 def gin_layer(in_dim: int, out_dim: int, eps: float = 0.0, train_eps: bool = False) -> GINConv:
@@ -74,7 +77,7 @@ class SkeletonGraph(nn.Module):
 
 class SkeletonEncoder(nn.Module):
     """Joint embedding (a linear map of each joint's coordinates per frame, plus a learned joint-identity vector)
-    followed by ``num_layers`` × [GINConv → BatchNorm → PReLU] on each frame's skeleton graph (SkeletonMAE:
+    followed by ``depth`` × [GINConv → BatchNorm → PReLU] on each frame's skeleton graph (SkeletonMAE:
     GIN outperformed GCN and GAT).
 
     ``forward(x [B, C, T, V, M])`` → ``(features [B, M, T, V, D], present [B, M])``; absent persons' features are 0.
@@ -82,24 +85,25 @@ class SkeletonEncoder(nn.Module):
 
     def __init__(self, config: SkeletonEncoderConfig | None = None) -> None:
         super().__init__()
-        unknown = set(config or {}) - set(DEFAULT_SKELETON_ENCODER)
+        config = renamed(config, RENAMED_KEYS, "skeleton encoder")
+        unknown = set(config) - set(DEFAULT_SKELETON_ENCODER)
         if unknown:
             raise ValueError(f"unknown skeleton encoder key(s) {sorted(unknown)}; valid keys: {sorted(DEFAULT_SKELETON_ENCODER)}")
-        cfg = {**DEFAULT_SKELETON_ENCODER, **(config or {})}
+        cfg = {**DEFAULT_SKELETON_ENCODER, **config}
         self.graph = SkeletonGraph(cfg["layout"])
         self.layout = self.graph.layout
         self.in_channels = int(cfg["in_channels"])
         self.velocity = bool(cfg["velocity"])
-        self.num_features = int(cfg["hidden_dim"])
-        if self.num_features < 1 or int(cfg["num_layers"]) < 1 or self.in_channels < 1:
-            raise ValueError(f"skeleton encoder: hidden_dim, num_layers and in_channels must be >= 1, got {cfg}")
+        self.num_features = int(cfg["embed_dim"])
+        if self.num_features < 1 or int(cfg["depth"]) < 1 or self.in_channels < 1:
+            raise ValueError(f"skeleton encoder: embed_dim, depth and in_channels must be >= 1, got {cfg}")
         self.input_dim = self.in_channels * (2 if self.velocity else 1)
         d = self.num_features
         self.joint_embed = nn.Linear(self.input_dim, d)
         # GIN's sum aggregation cannot tell joints apart by position in the graph alone (left and right limbs are
         # isomorphic), so each joint gets an identity vector, added after masking so masked joints keep it
         self.joint_identity = nn.Parameter(torch.randn(self.layout.num_joints, d) * 0.02)
-        self.layers = nn.ModuleList(gin_layer(d, d, float(cfg["gin_eps"]), bool(cfg["train_eps"])) for _ in range(int(cfg["num_layers"])))
+        self.layers = nn.ModuleList(gin_layer(d, d, float(cfg["gin_eps"]), bool(cfg["train_eps"])) for _ in range(int(cfg["depth"])))
         self.norms = nn.ModuleList(nn.BatchNorm1d(d) for _ in self.layers)
         self.acts = nn.ModuleList(nn.PReLU() for _ in self.layers)
 

@@ -19,14 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from zoo.nn.tokens import gather_tokens, sincos_1d
+from zoo.deprecation import renamed
 
 
 class TabularEncoderConfig(TypedDict, total=False):
     """JSON-able spec of the ``encoder:`` block of a tabular method config."""
 
-    dim: int  # token width h
+    embed_dim: int  # token width h
     depth: int  # transformer layers L
-    heads: int
+    num_heads: int
     ff_dim: int  # feed-forward width F
     dropout: float
     num_reg_tokens: int  # R
@@ -34,8 +35,10 @@ class TabularEncoderConfig(TypedDict, total=False):
 
 #: T-JEPA's reference run (Jannis: h = 64, L = 16, 2 heads, F = 64); R and dropout are not stated there ⚠.
 DEFAULT_TABULAR_ENCODER: TabularEncoderConfig = {
-    "dim": 64, "depth": 16, "heads": 2, "ff_dim": 64, "dropout": 0.0, "num_reg_tokens": 2,
+    "embed_dim": 64, "depth": 16, "num_heads": 2, "ff_dim": 64, "dropout": 0.0, "num_reg_tokens": 2,
 }  # fmt: skip
+#: old config keys → timm's words (old configs keep loading, with a FutureWarning)
+RENAMED_KEYS = {"dim": "embed_dim", "heads": "num_heads"}
 
 
 class FeatureTokenizer(nn.Module):
@@ -77,23 +80,27 @@ class FeatureTokenizer(nn.Module):
 
 
 class TabularTransformer(nn.Module):
-    """[REG] tokens + feature tokens + sin-cos positions → post-norm transformer → Dropout → LN → Linear → Dropout → LN."""
+    """[REG] tokens + feature tokens + sin-cos positions → post-norm transformer → Dropout → LN → Linear → Dropout → LN.
+
+    ``num_columns`` D input columns give ``num_tokens`` = R + D output tokens of width ``num_features`` = h."""
 
     def __init__(self, num_numeric: int, cardinalities: Sequence[int], config: TabularEncoderConfig | None = None) -> None:
         super().__init__()
-        unknown = set(config or {}) - set(DEFAULT_TABULAR_ENCODER)
+        config = renamed(config, RENAMED_KEYS, "tabular encoder")
+        unknown = set(config) - set(DEFAULT_TABULAR_ENCODER)
         if unknown:
             raise ValueError(f"unknown tabular encoder key(s) {sorted(unknown)}; valid keys: {sorted(DEFAULT_TABULAR_ENCODER)}")
-        cfg: dict[str, Any] = {**DEFAULT_TABULAR_ENCODER, **(config or {})}
-        dim, heads = int(cfg["dim"]), int(cfg["heads"])
+        cfg: dict[str, Any] = {**DEFAULT_TABULAR_ENCODER, **config}
+        dim, heads = int(cfg["embed_dim"]), int(cfg["num_heads"])
         if dim % heads or dim % 2:
-            raise ValueError(f"tabular encoder: dim={dim} must be even and divisible by heads={heads}")
+            raise ValueError(f"tabular encoder: embed_dim={dim} must be even and divisible by num_heads={heads}")
         if int(cfg["num_reg_tokens"]) < 0:
             raise ValueError(f"num_reg_tokens must be >= 0, got {cfg['num_reg_tokens']}")
-        self.dim, self.num_reg_tokens = dim, int(cfg["num_reg_tokens"])
+        self.embed_dim = self.num_features = dim
+        self.num_reg_tokens = int(cfg["num_reg_tokens"])
         self.tokenizer = FeatureTokenizer(num_numeric, cardinalities, dim)
-        self.num_features = num_numeric + len(self.tokenizer.cardinalities)
-        self.num_tokens = self.num_reg_tokens + self.num_features
+        self.num_columns = num_numeric + len(self.tokenizer.cardinalities)
+        self.num_tokens = self.num_reg_tokens + self.num_columns
         self.reg_tokens = nn.Parameter(torch.randn(self.num_reg_tokens, dim) * 0.02)
         self.register_buffer("positions", sincos_1d(self.num_tokens, dim, base=100.0), persistent=False)
         layer = nn.TransformerEncoderLayer(

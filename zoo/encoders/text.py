@@ -9,30 +9,35 @@ from typing import TypedDict
 import torch
 from torch import Tensor, nn
 
+from zoo.deprecation import renamed
+
 
 class TextEncoderConfig(TypedDict, total=False):
-    dim: int
+    embed_dim: int
     depth: int
-    heads: int
+    num_heads: int
     max_length: int
     dropout: float
 
 
-DEFAULT_TEXT_ENCODER: TextEncoderConfig = {"dim": 128, "depth": 2, "heads": 4, "max_length": 32, "dropout": 0.1}
+DEFAULT_TEXT_ENCODER: TextEncoderConfig = {"embed_dim": 128, "depth": 2, "num_heads": 4, "max_length": 32, "dropout": 0.1}
+#: old config keys → timm's words (old configs keep loading, with a FutureWarning)
+RENAMED_KEYS = {"dim": "embed_dim", "heads": "num_heads"}
 
 
 class TextEncoder(nn.Module):
-    """``[B, L]`` token ids → ``[B, dim]``."""
+    """``[B, L]`` token ids → ``[B, embed_dim]``."""
 
     def __init__(self, vocab_size: int, config: TextEncoderConfig | None = None) -> None:
         super().__init__()
-        unknown = set(config or {}) - set(DEFAULT_TEXT_ENCODER)
+        config = renamed(config, RENAMED_KEYS, "text encoder")
+        unknown = set(config) - set(DEFAULT_TEXT_ENCODER)
         if unknown:
             raise ValueError(f"unknown text encoder key(s) {sorted(unknown)}; valid: {sorted(DEFAULT_TEXT_ENCODER)}")
-        cfg = {**DEFAULT_TEXT_ENCODER, **(config or {})}
-        dim, heads = int(cfg["dim"]), int(cfg["heads"])
+        cfg = {**DEFAULT_TEXT_ENCODER, **config}
+        dim, heads = int(cfg["embed_dim"]), int(cfg["num_heads"])
         if dim % heads:
-            raise ValueError(f"text encoder dim={dim} must be divisible by heads={heads}")
+            raise ValueError(f"text encoder embed_dim={dim} must be divisible by num_heads={heads}")
         self.config = cfg
         self.max_length = int(cfg["max_length"])
         self.token_embedding = nn.Embedding(vocab_size, dim, padding_idx=0)

@@ -8,7 +8,8 @@
 - Hub save/load through :class:`zoo.hub.HubMixin`: the init args are the Hub ``config.json``.
 
 A subclass builds its networks in ``__init__``, calls ``self.init_evaluation(feature_dim)``, and implements
-``embed`` and ``ssl_step`` — the paper's algorithm box: which views, which encoder, which loss.
+``make_inputs`` (its views and/or masks, drawn on the device), ``ssl_step`` (the paper's algorithm box: which
+encoder, which loss, on the inputs ``make_inputs`` made) and ``embed``.
 
 Batches are dicts. Labels, when a datamodule has them, are under ``"label"`` and used for evaluation only.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import lightning as L
 import timm.optim
@@ -68,6 +69,8 @@ class SSLMethod(HubMixin, L.LightningModule):
     input_key: ClassVar[str] = "image"
     #: smallest global training batch the loss is defined on (a contrastive loss needs negatives: 2)
     min_batch_size: ClassVar[int] = 1
+    #: old init-arg names → new ones, still accepted (:func:`zoo.deprecation.renamed`, in the subclass's __init__)
+    renamed_args: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -174,23 +177,20 @@ class SSLMethod(HubMixin, L.LightningModule):
         return self.embed(inputs)
 
     # ---- training -----------------------------------------------------------------------------------------------
-    def make_views(self, inputs: Tensor) -> list[Tensor] | None:
-        """Augmented views of a training batch, made on the device; None (the default) for methods without views."""
-        return None
-
     def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The method's inputs for one training batch: views and/or masks, made on the device after the transfer and
         drawn from :meth:`view_generator` streams. Returns the entries to add to the batch (``"views"``,
         ``"masks"``, ...), which ``ssl_step`` then reads. The base class calls it from ``on_after_batch_transfer``;
         outside a Trainer, ``{**batch, **model.make_inputs(batch)}`` builds the same batch (the tests do).
+        Nothing by default: a method that trains on the batch as it comes adds no entries."""
+        return {}
 
-        The default makes ``make_views`` of ``batch[input_key]`` (with the valid ``image_size`` of zero-padded
-        images of different sizes, zoo.data.image_files)."""
-        if self.input_key not in batch:
-            return {}
-        sizes = batch.get("image_size")
-        views = self.make_views(batch[self.input_key]) if sizes is None else self.make_views(batch[self.input_key], sizes)
-        return {} if views is None else {"views": views}
+    def image_views(self, batch: dict[str, Any], augmentations: Sequence[Callable[..., Tensor]]) -> list[Tensor]:
+        """One view of ``batch[input_key]`` per augmentation, the i-th drawn from ``view_generator(i)``; crops stay
+        inside each image's valid ``image_size`` when the batch has one (zero-padded images of different sizes,
+        zoo.data.image_files)."""
+        images, sizes = batch[self.input_key], batch.get("image_size")
+        return [augment(images, self.view_generator(i), sizes) for i, augment in enumerate(augmentations)]
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # inputs are made here, after the transfer, so the DataLoader only decodes (DESIGN: views on the device).

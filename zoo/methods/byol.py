@@ -73,11 +73,11 @@ class BYOL(MomentumMethod):
     def embed(self, images: Tensor) -> Tensor:
         return self.encoder(check_images(images, self.encoder, f"{type(self).__name__}.embed"))
 
-    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
-        return [views(images, self.view_generator(i), sizes) for i, views in enumerate(self.views)]
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"views": self.image_views(batch, self.views)}
 
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        view1, view2 = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
+        view1, view2 = batch["views"]
         n = view1.shape[0]
         both = torch.cat([view1, view2])
         features = self.encoder(both)

@@ -64,11 +64,11 @@ class SimCLR(SSLMethod):
     def embed(self, images: Tensor) -> Tensor:
         return self.encoder(check_images(images, self.encoder, f"{type(self).__name__}.embed"))
 
-    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
-        return [self.views(images, self.view_generator(i), sizes) for i in range(2)]
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"views": self.image_views(batch, [self.views, self.views])}
 
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        view1, view2 = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
+        view1, view2 = batch["views"]
         n = view1.shape[0]
         features = self.encoder(torch.cat([view1, view2]))
         z1, z2 = self.projector(features).split(n)

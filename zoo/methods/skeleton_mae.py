@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.deprecation import renamed
+from zoo.encoders.skeleton import RENAMED_KEYS as SKELETON_RENAMED_KEYS
 from zoo.encoders.skeleton import STRLHead, SkeletonEncoder, SkeletonEncoderConfig, gin_layer, masked_person_mean
 from zoo.losses.sce import scaled_cosine_error
 from zoo.methods.base import SSLMethod, SSLOutput
@@ -56,7 +58,7 @@ class SkeletonMAE(SSLMethod):
     ) -> None:
         """
         Args:
-            encoder: skeleton encoder spec (layout, in_channels, velocity, hidden_dim, num_layers, gin_eps);
+            encoder: skeleton encoder spec (layout, in_channels, velocity, embed_dim, depth, gin_eps);
                 default NTU-25, D = 64, 3 GIN layers.
             mask_strategy: ``"parts"`` (the fixed ``mask_parts``), ``"random_parts"`` (``num_mask_parts`` per sample)
                 or ``"random_joints"`` (``mask_ratio`` of the joints per sample).
@@ -72,6 +74,8 @@ class SkeletonMAE(SSLMethod):
             optimizer, lr, weight_decay, warmup_epochs: the paper pre-trains with Adam, lr 1.5e-4.
             **kwargs: the remaining optimisation/evaluation args of :class:`~zoo.methods.base.SSLMethod`.
         """
+        if encoder:  # the hparams (hence checkpoints and config.json) keep the new names
+            encoder = renamed(encoder, SKELETON_RENAMED_KEYS, "SkeletonMAE encoder")
         super().__init__(optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs)
         if mask_strategy not in SKELETON_MASK_STRATEGIES:
             raise ValueError(f"unknown mask_strategy {mask_strategy!r}; valid: {', '.join(SKELETON_MASK_STRATEGIES)}")
@@ -85,8 +89,9 @@ class SkeletonMAE(SSLMethod):
         nn.init.normal_(self.mask_token, std=0.02)
         self.mask_strategy, self.mask_parts = mask_strategy, tuple(mask_parts)
         self.num_mask_parts, self.mask_ratio = int(num_mask_parts), float(mask_ratio)
-        # fail at construction, not at the first step, on a bad mask spec
-        self.make_mask(1, torch.device("cpu"))
+        # fail at construction, not at the first step, on a bad mask spec (a local generator: the global RNG, which
+        # seeds the weights initialised below, is left alone)
+        self._mask(1, torch.device("cpu"), torch.Generator())
         self.remask, self.target, self.sce_beta = bool(remask), target, float(sce_beta)
         self.embed_segments = int(embed_segments)
         hidden = decoder_hidden_dim or d
@@ -98,8 +103,12 @@ class SkeletonMAE(SSLMethod):
         self.init_evaluation(d * self.embed_segments)
 
     # ---- masking / reconstruction -------------------------------------------------------------------------------
-    def make_mask(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-        """``bool [B, V]`` masked joints of each sample."""
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``"masks"``: the masked joints ``bool [B, V]`` of each sample, drawn from ``view_generator(0)``."""
+        x = batch[self.input_key]
+        return {"masks": self._mask(x.shape[0], x.device, self.view_generator(0))}
+
+    def _mask(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
         return skeleton_mask(
             self.encoder.layout, batch_size, self.mask_strategy, self.mask_parts, self.num_mask_parts,
             self.mask_ratio, generator, device,
@@ -121,12 +130,7 @@ class SkeletonMAE(SSLMethod):
         x = batch["skeleton"]
         features = self.encoder.input_features(x)  # [B, M, T, V, F]
         present = self.encoder.present_persons(x)  # [B, M]
-        if "mask" in batch:  # given with the batch (tests hand each rank its share of one global batch's masks)
-            sample_mask = batch["mask"]
-        else:
-            generator = self.view_generator(0) if self._trainer is not None else None
-            sample_mask = self.make_mask(x.shape[0], x.device, generator)  # [B, V]
-        node_mask = sample_mask[:, None, :].expand(-1, x.shape[4], -1)[present]  # [P, V]
+        node_mask = batch["masks"][:, None, :].expand(-1, x.shape[4], -1)[present]  # [B, V] → [P, V]
         person_features = features[present]  # [P, T, V, F]
         tokens = self.encoder.tokens(person_features)
         encoded = self.encoder.encode_tokens(self.mask_tokens(tokens, node_mask))

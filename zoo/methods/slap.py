@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.data.audio_features import SLAP_SPEC_AUGMENT, SpecAugmentConfig, random_crops, spec_augment
+from zoo.deprecation import renamed
 from zoo.encoders.audio import AudioEncoder, AudioEncoderConfig
+from zoo.encoders.text import RENAMED_KEYS as TEXT_RENAMED_KEYS
 from zoo.encoders.text import TextEncoder, TextEncoderConfig
 from zoo.eval.retrieval import ZERO_SHOT_PROMPTS, RetrievalCollector
 from zoo.losses.clip import INIT_LOGIT_SCALE, symmetric_info_nce
@@ -47,6 +49,7 @@ class SLAP(MomentumMethod):
     hparams_from_data = ("vocabulary", "class_names")
 
     input_key = "audio"
+    renamed_args = {"projector_dim": "projector_out_dim"}
 
     def __init__(
         self,
@@ -56,7 +59,7 @@ class SLAP(MomentumMethod):
         class_names: list[str] | None = None,
         loss: str = "slap",
         inter_weight: float = SLAP_INTER_WEIGHT,
-        projector_dim: int = 512,
+        projector_out_dim: int = 512,
         predictor_hidden_dim: int = 4096,
         predictor_dropout: float = 0.1,
         text_projector_batch_norm: bool = True,
@@ -81,7 +84,7 @@ class SLAP(MomentumMethod):
             class_names: label names for zero-shot evaluation; None: taken from the datamodule when it has labels.
             loss: "slap" (the paper) or "infonce" (CLAP-style contrastive baseline, same networks minus predictors).
             inter_weight: λ, weight of the inter-modal terms (paper 0.5; collapses outside [0.2, 0.7]).
-            projector_dim: projector MLP [in → d → d] (paper d = 512); BN + ReLU in the text projector when
+            projector_out_dim: projector MLP [in → d → d] (paper d = 512); BN + ReLU in the text projector when
                 ``text_projector_batch_norm`` (the paper's code), ReLU only in the audio projector.
             predictor_hidden_dim, predictor_dropout: predictor MLP [d → 4096 → d] with ReLU, no BN (the paper's
                 code) and dropout 0.1 on its input.
@@ -94,6 +97,11 @@ class SLAP(MomentumMethod):
             optimizer, lr, weight_decay, warmup_epochs: AdamW with peak lr 4e-4 as in the paper, warm-up then cosine.
             **kwargs: the remaining args of :class:`~zoo.methods.momentum.MomentumMethod` / ``SSLMethod``.
         """
+        # old names keep loading; the hparams (hence checkpoints and config.json) keep the new ones
+        kwargs = renamed(kwargs, self.renamed_args, type(self).__name__)
+        projector_out_dim = kwargs.pop("projector_out_dim", projector_out_dim)
+        if text_encoder:
+            text_encoder = renamed(text_encoder, TEXT_RENAMED_KEYS, f"{type(self).__name__} text_encoder")
         super().__init__(
             ema_tau_base=ema_tau_base, optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs
         )
@@ -108,7 +116,7 @@ class SLAP(MomentumMethod):
             raise ValueError(f"crop_seconds must be > 0, got {crop_seconds}")
         self.spec_augment_config: SpecAugmentConfig = dict(SLAP_SPEC_AUGMENT if spec_augment is None else spec_augment)  # type: ignore[assignment]
         self.audio_encoder = AudioEncoder(audio_encoder)
-        self.audio_projector = MLPHead(self.audio_encoder.num_features, projector_dim, projector_dim, hidden_batch_norm=False)
+        self.audio_projector = MLPHead(self.audio_encoder.num_features, projector_out_dim, projector_out_dim, hidden_batch_norm=False)
         if loss == "slap":
             self.audio_predictor = self._predictor()
             self.target_audio_encoder = self.make_target(self.audio_encoder)
@@ -126,14 +134,14 @@ class SLAP(MomentumMethod):
         self.init_evaluation(self.audio_encoder.num_features)
 
     def _predictor(self) -> nn.Module:
-        d = self.hparams.projector_dim
+        d = self.hparams.projector_out_dim
         return nn.Sequential(nn.Dropout(self.hparams.predictor_dropout), MLPHead(d, self.hparams.predictor_hidden_dim, d, hidden_batch_norm=False))
 
     def _build_text_arm(self, vocabulary: list[str]) -> None:
         hp = self.hparams
         self.tokenizer = WordTokenizer(vocabulary, max_length=int({"max_length": 32, **(hp.text_encoder or {})}["max_length"]))
         self.text_encoder = TextEncoder(len(vocabulary), hp.text_encoder)
-        self.text_projector = MLPHead(self.text_encoder.num_features, hp.projector_dim, hp.projector_dim, hidden_batch_norm=hp.text_projector_batch_norm)
+        self.text_projector = MLPHead(self.text_encoder.num_features, hp.projector_out_dim, hp.projector_out_dim, hidden_batch_norm=hp.text_projector_batch_norm)
         if hp.loss == "slap":
             self.text_predictor = self._predictor()
             self.target_text_encoder = self.make_target(self.text_encoder)
@@ -179,44 +187,27 @@ class SLAP(MomentumMethod):
         z = self.text_projector(self.embed_text(captions))
         return F.normalize(self.text_predictor(z) if self.hparams.loss == "slap" else z, dim=1)
 
-    # ---- views (on the device) ------------------------------------------------------------------------------------
-    def make_audio_views(self, audio: Tensor, lengths: Tensor) -> list[Tensor]:
-        """Two random crops → log-mel → SpecAugment, each view with its own seeded generator."""
-        views = []
+    # ---- inputs (on the device) -----------------------------------------------------------------------------------
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Two audio views (random crop → log-mel → SpecAugment) and two token views (the two captions of each clip,
+        each token replaced by ``[mask]`` with p = token_dropout); view i from ``view_generator(i)``."""
+        audio = []
         for v in range(2):
             generator = self.view_generator(v)
-            mel = self.audio_encoder.log_mel(random_crops(audio, lengths, self.crop_samples, generator))
-            if self.spec_augment_config:
-                mel = spec_augment(mel, self.spec_augment_config, generator)
-            views.append(mel)
-        return views
-
-    def make_text_views(self, captions: list[str], captions2: list[str]) -> list[Tensor]:
-        """Token ids of two captions of each clip, each token replaced by ``[mask]`` with p = token_dropout."""
-        views = []
-        for v, texts in enumerate((captions, captions2)):
-            ids = self._text_ids(list(texts))
-            p = self.hparams.token_dropout
+            mel = self.audio_encoder.log_mel(random_crops(batch["audio"], batch["audio_length"], self.crop_samples, generator))
+            audio.append(spec_augment(mel, self.spec_augment_config, generator) if self.spec_augment_config else mel)
+        text, p = [], self.hparams.token_dropout
+        for v, captions in enumerate((batch["caption"], batch.get("caption2", batch["caption"]))):
+            ids = self._text_ids(list(captions))
             if p > 0:
                 drop = torch.rand(ids.shape, generator=self.view_generator(2 + v), device=ids.device) < p
                 ids = torch.where(drop & (ids != self.tokenizer.pad_id), torch.full_like(ids, self.tokenizer.mask_id), ids)  # type: ignore[union-attr]
-            views.append(ids)
-        return views
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self._trainer is not None and self.trainer.training and isinstance(batch, dict) and "audio" in batch:
-            batch["views"] = {
-                "audio": self.make_audio_views(batch["audio"], batch["audio_length"]),
-                "text": self.make_text_views(batch["caption"], batch.get("caption2", batch["caption"])),
-            }
-        return batch
+            text.append(ids)
+        return {"views": {"audio": audio, "text": text}}
 
     # ---- training -------------------------------------------------------------------------------------------------
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        views = batch.get("views") or {
-            "audio": self.make_audio_views(batch["audio"], batch["audio_length"]),
-            "text": self.make_text_views(batch["caption"], batch.get("caption2", batch["caption"])),
-        }
+        views = batch["views"]
         mels, ids = torch.cat(views["audio"]), torch.cat(views["text"])
         n = views["audio"][0].shape[0]
         features = self.audio_encoder.features(mels)

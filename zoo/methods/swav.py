@@ -112,14 +112,10 @@ class SwAV(SSLMethod):
     def embed(self, images: Tensor) -> Tensor:
         return self.encoder(check_images(images, self.encoder, f"{type(self).__name__}.embed"))
 
-    def make_views(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
+    def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         # multi-crop: every crop of a sample comes from the same decoded image, inside its valid area
-        large = [self.large_views(images, self.view_generator(i), sizes) for i in range(self.num_large_crops)]
-        small = [
-            self.small_views(images, self.view_generator(self.num_large_crops + i), sizes)
-            for i in range(self.num_small_crops)
-        ]
-        return large + small
+        crops = [self.large_views] * self.num_large_crops + [self.small_views] * self.num_small_crops
+        return {"views": self.image_views(batch, crops)}
 
     # ---- queue --------------------------------------------------------------------------------------------------
     def _queue_rows_per_rank(self) -> int:
@@ -138,11 +134,14 @@ class SwAV(SSLMethod):
             self.queue = torch.zeros(self.num_large_crops, rows, dim, device=self.device)
             self.queue_filled = 0
 
+    def _queue_full(self) -> bool:
+        return self.queue is not None and self.queue_filled >= self.queue.shape[1]
+
     @torch.no_grad()
     def _codes(self, scores: list[Tensor], z: list[Tensor]) -> list[Tensor]:
         """Sinkhorn codes of the large crops, with the queue's embeddings (scored by the current prototypes) in the
         equipartition once the queue is full; then this batch's embeddings enter the queue."""
-        use_queue = self.queue is not None and self.queue_filled >= self.queue.shape[1]
+        use_queue = self._queue_full()
         codes = []
         for s in range(self.num_large_crops):
             queue_scores = self.prototypes(self.queue[s].to(z[s].dtype)) if use_queue else None
@@ -160,7 +159,7 @@ class SwAV(SSLMethod):
 
     # ---- training -----------------------------------------------------------------------------------------------
     def ssl_step(self, batch: dict[str, Any]) -> SSLOutput:
-        crops = batch["views"] if "views" in batch else self.make_views(batch["image"], batch.get("image_size"))
+        crops = batch["views"]
         n = crops[0].shape[0]
         self.prototypes.normalize()
         # one backbone pass per resolution, then the projector on all crops together (as the reference)
@@ -172,9 +171,11 @@ class SwAV(SSLMethod):
         scores = list(self.prototypes(z).split(n))
         z_crops = list(z.split(n))
         self._maybe_start_queue(z.shape[1])
+        # read before this batch enters the queue: the codes use the queue exactly when it was full already
+        queue_in_use = self._queue_full()
         codes = self._codes(scores, z_crops)
         loss = swav_loss(scores, codes, self.hparams.temperature)
-        logs = {"queue_in_use": torch.tensor(float(self.queue is not None and self.queue_filled >= self.queue.shape[1]))}
+        logs = {"queue_in_use": torch.tensor(float(queue_in_use))}
         return SSLOutput(loss=loss, features=large[:n], logs=logs)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:

@@ -8,6 +8,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from zoo.deprecation import renamed
+from zoo.encoders.tabular import RENAMED_KEYS as TABULAR_RENAMED_KEYS
 from zoo.encoders.tabular import TabularEncoderConfig, TabularTransformer
 from zoo.losses.jepa import LOSSES, jepa_loss
 from zoo.methods.base import SSLOutput
@@ -63,7 +65,7 @@ class TJEPA(MomentumMethod):
         Args:
             feature_schema: ``{"numeric": [names], "categorical": [names], "cardinalities": [ints]}`` of the input
                 columns, as :attr:`zoo.data.tabular.TabularDataModule.feature_schema` gives it (the CLI links it).
-            encoder: tabular transformer spec (dim, depth, heads, ff_dim, dropout, num_reg_tokens); default the
+            encoder: tabular transformer spec (embed_dim, depth, num_heads, ff_dim, dropout, num_reg_tokens); default the
                 paper's reference run (h 64, L 16, 2 heads, F 64).
             predictor_dim, predictor_depth, predictor_heads: predictor width p, layers, heads (reference: 16, 16, 2).
             context_share, target_share: (low, high) shares of the D features in the context and in each target mask.
@@ -76,6 +78,8 @@ class TJEPA(MomentumMethod):
                 ``gradient_clip_algorithm: value`` (the recipes do).
             **kwargs: evaluation args of :class:`~zoo.methods.base.SSLMethod` (``num_classes`` etc.).
         """
+        if encoder:  # the hparams (hence checkpoints and config.json) keep the new names
+            encoder = renamed(encoder, TABULAR_RENAMED_KEYS, "TJEPA encoder")
         super().__init__(
             ema_tau_base=ema_tau_base, ema_tau_final=ema_tau_final, optimizer=optimizer, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs,
@@ -92,13 +96,13 @@ class TJEPA(MomentumMethod):
         if len(context_share) != 2 or len(target_share) != 2:
             raise ValueError(f"context_share and target_share are (low, high) pairs, got {context_share}, {target_share}")
         self.encoder = TabularTransformer(len(feature_schema["numeric"]), feature_schema["cardinalities"], encoder)
-        if self.encoder.num_features < 2:
+        if self.encoder.num_columns < 2:
             raise ValueError("T-JEPA needs at least 2 features (a context and a target)")
         # the predictor's positions: the encoder's table (base 100) at the predictor width
         positions = sincos_1d(self.encoder.num_tokens, predictor_dim, base=100.0)
-        self.predictor = JEPAPredictor(self.encoder.dim, positions, predictor_depth, predictor_heads)
+        self.predictor = JEPAPredictor(self.encoder.embed_dim, positions, predictor_depth, predictor_heads)
         self.target_encoder = self.make_target(self.encoder)
-        self.init_evaluation(self.encoder.dim)
+        self.init_evaluation(self.encoder.num_features)
 
     # ---- representation -------------------------------------------------------------------------------------------
     def embedding_encoder(self) -> torch.nn.Module:
@@ -106,7 +110,7 @@ class TJEPA(MomentumMethod):
 
     def embed_tokens(self, features: Tensor) -> Tensor:
         """The target encoder's output tokens [B, R + D, h] (input of the downstream adapters)."""
-        d = self.target_encoder.num_features
+        d = self.target_encoder.num_columns
         check_tensor(features, f"{type(self).__name__}.embed", f"features [B, {d}]", ndim=2, sizes={1: d}, integers=True)
         return self.target_encoder(features)
 
@@ -129,7 +133,7 @@ class TJEPA(MomentumMethod):
         """This batch's context and target feature masks, drawn on the device from stream 0."""
         hp = self.hparams
         masks = sample_tabular_masks(
-            batch[self.input_key].shape[0], self.encoder.num_features, self.encoder.num_reg_tokens,
+            batch[self.input_key].shape[0], self.encoder.num_columns, self.encoder.num_reg_tokens,
             tuple(hp.context_share), tuple(hp.target_share), hp.num_targets, generator=self.view_generator(0),
         )  # fmt: skip
         return {"masks": masks}
