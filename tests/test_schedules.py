@@ -70,7 +70,7 @@ def test_ema_tau_equals_the_papers_formulas_and_the_old_values(total):
         assert cosine == pytest.approx(1 - 0.01 * (math.cos(math.pi * kk / total) + 1) / 2, abs=1e-15)
         assert linear == pytest.approx(0.996 + 0.004 * kk / total, abs=1e-15)
     assert schedules.ema_tau("cosine", 50, 100, 0.9, tau_final=0.95) == pytest.approx(0.925)
-    with pytest.raises(ValueError, match="unknown EMA tau schedule 'exp'"):
+    with pytest.raises(ValueError, match="unknown ema_tau_schedule 'exp'"):
         schedules.ema_tau("exp", 0, 10, 0.9)
 
 

@@ -43,9 +43,8 @@ def ema_tau(schedule: str, step: int, total_steps: int, tau_base: float, tau_fin
     progress = min(1.0, step / max(1, total_steps))
     if schedule == "cosine":
         return tau_final - (tau_final - tau_base) * (math.cos(math.pi * progress) + 1) / 2
-    if schedule == "linear":
-        return tau_base + (tau_final - tau_base) * progress
-    raise ValueError(f"unknown EMA tau schedule {schedule!r}; choose one of {', '.join(EMA_TAU_SCHEDULES)}")
+    check_ema_tau_schedule(schedule)
+    return tau_base + (tau_final - tau_base) * progress
 
 
 def check_ema_tau_schedule(schedule: str) -> None:

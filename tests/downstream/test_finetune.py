@@ -268,8 +268,9 @@ def load_starter():
     return starter
 
 
+@pytest.mark.parametrize("mode", ["linear", "finetune"])
 @pytest.mark.parametrize("make_case", [image_case, table_case, skeleton_case, audio_case], ids=lambda f: f.__name__)
-def test_the_starter_fine_tunes_every_modality(make_case, tmp_path, pretrained):
+def test_the_starter_fine_tunes_every_modality(make_case, mode, tmp_path, pretrained):
     """examples/finetune_starter.py's finetune() on tiny data of each modality: the training loss on a fixed batch
     falls and the test accuracy comes back."""
     import zoo
@@ -292,7 +293,8 @@ def test_the_starter_fine_tunes_every_modality(make_case, tmp_path, pretrained):
     trainer_args = {"accelerator": "cpu", "limit_train_batches": 4, "limit_val_batches": 0, "callbacks": [Loss()],
                     "enable_progress_bar": False, "enable_model_summary": False}  # fmt: skip
     # 32 steps: enough for the probe's BatchNorm running statistics to settle (momentum 0.1)
-    accuracy = load_starter().finetune(model, data, epochs=8, trainer_args=trainer_args, mode="linear", lr=0.05)
+    accuracy = load_starter().finetune(model, data, epochs=8, trainer_args=trainer_args, mode=mode, lr=0.05,
+                                       encoder_lr_scale=0.1)  # fmt: skip
     assert losses[1] < losses[0] and 0.0 <= accuracy <= 1.0
 
 

@@ -12,6 +12,7 @@ for ``--model.pretrained X``.
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from typing import Any
 
@@ -40,7 +41,10 @@ def main(argv: list[str]) -> int:
     ]
     cli = FineTuneCLI(
         FineTuner, ZooDataModule, subclass_mode_data=True, run=False, args=args,
-        save_config_kwargs={"overwrite": True}, parser_kwargs={"description": __doc__},
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "prog": "zoo finetune", "description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter,
+        },
     )  # fmt: skip
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_ckpt_path)
     checkpoint = cli.trainer.checkpoint_callback
