@@ -3,6 +3,7 @@ random-init and raw-input baselines, the SGD + step recipe, run_finetune's recor
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -81,7 +82,10 @@ def test_linear_probe_learns_with_a_really_frozen_encoder(pretrained):
     with torch.no_grad():
         before_loss = F.cross_entropy(model.eval()(batch["image"]), batch["label"])
     encoder, head, modes = snapshot(model.encoder), snapshot(model.head), Modes()
-    fit(model, epochs=2, callbacks=[modes], data=data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, epochs=2, callbacks=[modes], data=data)
+    assert not [w for w in caught if "in eval mode" in str(w.message)]  # frozen by design: no warning about it
     assert not changed(encoder, model.encoder)  # weights and BN running statistics
     assert changed(head, model.head)
     assert modes.seen and all(m == (False, False, False) for m in modes.seen)  # BN/dropout in eval mode throughout

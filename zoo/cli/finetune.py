@@ -13,7 +13,6 @@ for ``--model.pretrained X``.
 from __future__ import annotations
 
 import argparse
-import warnings
 from typing import Any
 
 from zoo.cli.lightning import ZooLightningCLI
@@ -32,9 +31,6 @@ class FineTuneCLI(ZooLightningCLI):
 
 
 def main(argv: list[str]) -> int:
-    # a frozen encoder (and the SSL model's unused heads) stay in eval mode by design: Lightning's warning about
-    # modules in eval mode at the start of training does not apply
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     args = [
         "--model.pretrained" if arg == "--pretrained" else arg.replace("--pretrained=", "--model.pretrained=", 1)
         for arg in argv

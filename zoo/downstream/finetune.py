@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import math
+import warnings
 from typing import Any, Sequence
 
 import lightning as L
@@ -231,6 +232,11 @@ class FineTuner(L.LightningModule):
             keys = list(batch) if isinstance(batch, dict) else type(batch).__name__
             raise KeyError(f"fine-tuning needs batch[{self.input_key!r}] and batch['label'], got {keys}")
         return batch[self.input_key], batch["label"]
+
+    def on_fit_start(self) -> None:
+        # a frozen encoder and the SSL model's unused heads stay in eval mode by design: Lightning's warning about
+        # modules in eval mode at the start of training does not apply
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
     def on_train_epoch_start(self) -> None:
         hp = self.hparams
