@@ -78,9 +78,9 @@ class Embeddings:
 # ---- model and device -------------------------------------------------------------------------------------------------
 def load_model(pretrained: str) -> Any:
     """A zoo model (eval mode) from a Hub folder / repo id or a ``zoo fit`` ``.ckpt``."""
-    from zoo.finetune import load_pretrained
+    from zoo.downstream.finetune import _load_pretrained
 
-    return load_pretrained(pretrained).eval()
+    return _load_pretrained(pretrained).eval()
 
 
 def resolve_device(name: str = "auto") -> torch.device:

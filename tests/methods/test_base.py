@@ -4,19 +4,8 @@ import lightning as L
 import pytest
 import torch
 
-from zoo.methods.base import warmup_cosine_factor
 from zoo.methods.simclr import SimCLR
-
-
-def test_warmup_then_cosine():
-    factors = [warmup_cosine_factor(s, warmup_steps=4, total_steps=14) for s in range(15)]
-    assert factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert factors[4] == pytest.approx(1.0)
-    assert factors[9] == pytest.approx(0.5)  # half-way through the cosine part
-    assert factors[14] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
-    assert warmup_cosine_factor(14, 4, 14, min_lr_ratio=0.1) == pytest.approx(0.1)
-    assert warmup_cosine_factor(0, 0, 10) == 1.0
+from zoo.schedules import warmup_cosine
 
 
 def test_parameter_groups_exclude_norm_and_bias_from_weight_decay(tiny_encoder):
@@ -95,9 +84,9 @@ def test_schedule_warmup_in_epochs_then_cosine(tiny_encoder, limits):
     trainer.fit(model, ImageDataModule(dataset="digits", batch_size=32, val_size=100, knn_bank_size=0))
     total = 12 if "max_epochs" in limits else 8
     # the lr in use at step s (recorded after the step, i.e. before the scheduler moved on) is factor(s)
-    expected = [0.4 * warmup_cosine_factor(s, 4, total) for s in range(total)]
-    used = [0.4 * warmup_cosine_factor(0, 4, total)] + [lrs[0] for lrs in recorder.lrs[:-1]]
+    expected = [0.4 * warmup_cosine(s, 4, total) for s in range(total)]
+    used = [0.4 * warmup_cosine(0, 4, total)] + [lrs[0] for lrs in recorder.lrs[:-1]]
     assert used == pytest.approx(expected)
     assert expected[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
-    assert all(lrs[-1] == pytest.approx(0.05 * warmup_cosine_factor(s + 1, 4, total)) for s, lrs in enumerate(recorder.lrs))
+    assert all(lrs[-1] == pytest.approx(0.05 * warmup_cosine(s + 1, 4, total)) for s, lrs in enumerate(recorder.lrs))
     assert len(set(recorder.view_seeds)) == total

@@ -7,14 +7,8 @@ from torch import nn
 
 from tests.method_cases import with_inputs
 from zoo.methods.byol import BYOL
-from zoo.methods.momentum import cosine_tau, ema_update
-
-
-def test_cosine_tau_schedule():
-    assert cosine_tau(0, 100, 0.99) == pytest.approx(0.99)
-    assert cosine_tau(50, 100, 0.99) == pytest.approx(0.995)
-    assert cosine_tau(100, 100, 0.99) == pytest.approx(1.0)
-    assert cosine_tau(100, 100, 0.9, tau_final=0.95) == pytest.approx(0.95)
+from zoo.methods.momentum import ema_update
+from zoo.schedules import ema_tau
 
 
 def test_ema_update_covers_parameters_and_buffers():
@@ -74,7 +68,7 @@ def test_one_ema_update_per_optimizer_step(tiny_encoder, accumulate):
     steps = 4 // accumulate
     assert trainer.global_step == steps and len(taus) == steps
     # τ_k for optimizer steps k = 0 … K−1 (BYOL's schedule), not per micro-batch
-    assert taus == pytest.approx([cosine_tau(k, steps, 0.9) for k in range(steps)])
+    assert taus == pytest.approx([ema_tau("cosine", k, steps, 0.9) for k in range(steps)])
     assert not torch.equal(model.encoder.backbone.conv1.weight, model.target_encoder.backbone.conv1.weight)
 
 

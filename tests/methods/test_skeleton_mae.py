@@ -1,4 +1,4 @@
-"""SkeletonMAE: masking, reconstruction loss, embedding, Hub round trip, fine-tuning head, and `zoo fit` end to end."""
+"""SkeletonMAE: masking, reconstruction loss, embedding, Hub round trip, and `zoo fit` end to end (fine-tuning: tests/downstream/test_finetune.py)."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,6 @@ import zoo
 from tests.method_cases import with_inputs
 from zoo.cli import main
 from zoo.data.skeleton_generator import generate_actions, write_actions_dataset
-from zoo.finetune_skeleton import SkeletonClassifier
 from zoo.methods.skeleton_mae import SkeletonMAE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,42 +115,6 @@ def test_hub_round_trip_gives_identical_embeddings(model, tmp_path):
     loaded = zoo.from_pretrained(tmp_path / "hub")
     assert isinstance(loaded, SkeletonMAE)
     assert torch.equal(loaded.embed(x), model.embed(x))
-
-
-@pytest.mark.parametrize("mode", ["linear", "finetune"])
-def test_classifier_forward_backward(model, mode):
-    x, labels = skeletons(n=8)
-    clf = SkeletonClassifier(model, 12, mode=mode, input_shape=tuple(x.shape[1:]), head_hidden_dim=8)
-    clf.train()
-    loss = clf.training_step({"skeleton": x, "label": labels}, 0)
-    loss.backward()
-    head_grad = [p.grad for p in clf.head.parameters() if p.requires_grad]
-    assert head_grad and all(g is not None for g in head_grad)
-    encoder_grads = [p.grad for p in model.encoder.parameters()]
-    if mode == "linear":  # frozen, and BN statistics untouched
-        assert all(g is None for g in encoder_grads) and not model.training
-    else:
-        assert any(g is not None and g.abs().sum() > 0 for g in encoder_grads)
-    assert clf(x).shape == (8, 12)
-
-
-def test_raw_coordinate_probe_and_classifier_errors():
-    x, labels = skeletons(n=4)
-    raw = SkeletonClassifier(None, 12, mode="linear", input_shape=tuple(x.shape[1:]))
-    assert raw(x).shape == (4, 12)
-    with pytest.raises(ValueError, match="mode='linear' only"):
-        SkeletonClassifier(None, 12, mode="finetune")
-    with pytest.raises(ValueError, match="unknown mode"):
-        SkeletonClassifier(None, 12, mode="frozen")
-
-
-def test_classifier_from_pretrained_random_init(model, tmp_path):
-    model.save_pretrained(tmp_path / "hub")
-    pre = SkeletonClassifier.from_pretrained(str(tmp_path / "hub"), 12, mode="finetune", input_shape=(3, 8, 25, 1))
-    fresh = SkeletonClassifier.from_pretrained(str(tmp_path / "hub"), 12, random_init=True, mode="finetune", input_shape=(3, 8, 25, 1))
-    key = "encoder.joint_embed.weight"
-    assert torch.equal(pre.backbone.state_dict()[key], model.state_dict()[key])
-    assert not torch.equal(fresh.backbone.state_dict()[key], model.state_dict()[key])
 
 
 def test_zoo_fit_then_export_and_load(tmp_path):

@@ -5,14 +5,14 @@
     zoo export CKPT DIR           Lightning checkpoint → Hub folder (config.json, model.safetensors, README.md)
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
     zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
-    zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/finetune.py)
+    zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/cli/finetune.py)
     zoo embed --pretrained DIR INPUT --output FILE   embeddings of a folder / list / table / split (zoo/cli/embed.py)
     zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
     zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
 
 One module per command family: ``errors`` (the shared parser and one-line error wrapper), ``lightning`` (the
-LightningCLI subcommands), ``embed``, ``hub`` (export, push), ``data``. This module imports none of them until a
-command runs.
+LightningCLI subcommands), ``finetune``, ``embed``, ``hub`` (export, push), ``data``. This module imports none of
+them until a command runs.
 
 ``zoo`` / ``zoo --help`` list every command; ``zoo fit --help`` is a short guide (``--help-all``: every option).
 
@@ -93,7 +93,7 @@ def _cards(argv: list[str]) -> int:
 
 
 def _finetune(argv: list[str]) -> int:
-    from zoo.finetune import main as finetune_main
+    from zoo.cli.finetune import main as finetune_main
 
     return finetune_main(argv)
 

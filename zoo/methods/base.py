@@ -17,7 +17,6 @@ Batches are dicts. Labels, when a datamodule has them, are under ``"label"`` and
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -31,6 +30,7 @@ from zoo.data.views import view_generator
 from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite
+from zoo import schedules
 from zoo.hub import HubMixin
 from zoo.validation import check_checkpoint_classes, check_train_loader
 
@@ -51,14 +51,6 @@ class SSLOutput:
     loss: Tensor
     features: Tensor | None = None
     logs: dict[str, Tensor] = field(default_factory=dict)
-
-
-def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
-    """LR multiplier: linear warm-up from 1/warmup to 1, then cosine decay to ``min_lr_ratio`` (SimCLR/BYOL)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class SSLMethod(HubMixin, L.LightningModule):
@@ -336,21 +328,8 @@ class SSLMethod(HubMixin, L.LightningModule):
         optimizer = timm.optim.create_optimizer_v2(
             self.parameter_groups(), opt=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, **extra
         )
-        # total: honours max_steps and max_epochs. Per epoch: num_training_batches (per rank, after
-        # limit_train_batches), known once the train loader is set up (Lightning skips that when only max_steps is set)
-        estimated = self.trainer.estimated_stepping_batches
-        if not math.isfinite(estimated):
-            raise ValueError("the warm-up/cosine schedule needs a finite run: set trainer max_epochs or max_steps")
-        total_steps = max(1, int(estimated))
-        if self.trainer.train_dataloader is None:
-            self.trainer.fit_loop.setup_data()
-        batches = self.trainer.num_training_batches  # inf for an unsized (iterable) loader
-        steps_per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) if math.isfinite(batches) else total_steps
-        warmup_steps = min(total_steps, round(hp.warmup_epochs * steps_per_epoch))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps, hp.min_lr_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = schedules.lr_scheduler(optimizer, self.trainer, hp.warmup_epochs, min_lr_ratio=hp.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def full_weights(self) -> contextlib.AbstractContextManager:
         """Context for in-place weight updates outside forward/backward (EMA targets, SwAV's prototype projection).

@@ -4,7 +4,6 @@ src/models/vision_transformer.py). zoo uses it as the ablation of DMT-JEPA (:mod
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -65,6 +64,7 @@ class IJEPA(MomentumMethod):
         min_lr_ratio: float = 1e-3,
         ema_tau_base: float = 0.996,
         ema_tau_final: float = 1.0,
+        ema_tau_schedule: str = "linear",
         pos_embed_order: PosEmbedOrder = "xy",
         **kwargs: Any,
     ) -> None:
@@ -79,7 +79,7 @@ class IJEPA(MomentumMethod):
             optimizer, lr, weight_decay, warmup_epochs, min_lr_ratio: the release's AdamW, peak 1e-3 after 40
                 warm-up epochs, cosine to 1e-6 (ratio 1e-3), weight decay 0.04 (its schedule's start). zoo's
                 warm-up starts from ~0, the release's from 2e-4.
-            ema_tau_base, ema_tau_final: EMA 0.996 → 1.0, linearly over the run.
+            ema_tau_base, ema_tau_final, ema_tau_schedule: EMA 0.996 → 1.0, linearly over the run.
             pos_embed_order: channel layout of the fixed 2-D sin-cos positions of the encoder and the predictor
                 (:func:`zoo.nn.tokens.sincos_2d`): "xy", the release's (so its weights import as they are), or "yx",
                 the transpose, which the checkpoints of zoo 0.1 were trained with (their config.json has no such
@@ -88,7 +88,8 @@ class IJEPA(MomentumMethod):
         """
         super().__init__(
             optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-            min_lr_ratio=min_lr_ratio, ema_tau_base=ema_tau_base, ema_tau_final=ema_tau_final, **kwargs,
+            min_lr_ratio=min_lr_ratio, ema_tau_base=ema_tau_base, ema_tau_final=ema_tau_final,
+            ema_tau_schedule=ema_tau_schedule, **kwargs,
         )
         if loss not in ("smooth_l1", "mse"):
             raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {loss!r}")
@@ -121,15 +122,6 @@ class IJEPA(MomentumMethod):
 
     def embed(self, images: Tensor) -> Tensor:
         return self.target_encoder(check_images(images, self.target_encoder, f"{type(self).__name__}.embed")).mean(1)
-
-    def current_tau(self) -> float:
-        """τ rises linearly from ``ema_tau_base`` to ``ema_tau_final`` over the run's optimizer steps (I-JEPA's
-        ``momentum_scheduler``), instead of BYOL's cosine."""
-        if self._trainer is None:
-            return self.hparams.ema_tau_base
-        total = self.trainer.estimated_stepping_batches
-        progress = min(1.0, self.trainer.global_step / max(1, int(total))) if math.isfinite(total) else 0.0
-        return self.hparams.ema_tau_base + (self.hparams.ema_tau_final - self.hparams.ema_tau_base) * progress
 
     # ---- files of earlier versions ------------------------------------------------------------------------------
     @classmethod

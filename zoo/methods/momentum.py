@@ -2,7 +2,7 @@
 
 BYOL (Grill et al. 2020, arXiv 2006.07733, §3.1 and Appendix A): after each optimizer step the target ξ follows the
 online weights θ as ξ ← τξ + (1 − τ)θ, with τ_k = 1 − (1 − τ_base)(cos(πk/K) + 1)/2 rising from τ_base to 1 over
-the K optimizer steps of the run.
+the K optimizer steps of the run (``ema_tau_schedule="linear"``: the JEPAs' linear rise; :mod:`zoo.schedules`).
 
 - Parameters AND floating-point buffers (BN running statistics) are averaged; integer buffers (BN's batch counter)
   are copied.
@@ -15,19 +15,13 @@ the K optimizer steps of the run.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from zoo import schedules
 from zoo.methods.base import SSLMethod
-
-
-def cosine_tau(step: int, total_steps: int, tau_base: float, tau_final: float = 1.0) -> float:
-    """BYOL's EMA coefficient at optimizer step ``step`` of ``total_steps``: ``tau_base`` → ``tau_final`` (cosine)."""
-    progress = min(1.0, step / max(1, total_steps))
-    return tau_final - (tau_final - tau_base) * (math.cos(math.pi * progress) + 1) / 2
 
 
 @torch.no_grad()
@@ -46,16 +40,21 @@ class MomentumMethod(SSLMethod):
     """Base of the EMA-target methods. A subclass builds its online networks, then calls
     ``self.target_x = self.make_target(self.online_x)`` for each network that has a target."""
 
-    def __init__(self, ema_tau_base: float = 0.99, ema_tau_final: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self, ema_tau_base: float = 0.99, ema_tau_final: float = 1.0, ema_tau_schedule: str = "cosine", **kwargs: Any
+    ) -> None:
         """
         Args:
             ema_tau_base: τ at the first step (BYOL: 0.99 for 100-300 epochs, 0.996 for 1000).
             ema_tau_final: τ at the last step (1.0 in BYOL).
+            ema_tau_schedule: how τ rises over the run's optimizer steps: ``cosine`` (BYOL) or ``linear`` (the
+                JEPAs) (:func:`zoo.schedules.ema_tau`).
             **kwargs: optimisation and evaluation args of :class:`~zoo.methods.base.SSLMethod`.
         """
         super().__init__(**kwargs)
         if not 0.0 <= ema_tau_base <= ema_tau_final <= 1.0:
             raise ValueError(f"need 0 <= ema_tau_base <= ema_tau_final <= 1, got {ema_tau_base}, {ema_tau_final}")
+        schedules.check_ema_tau_schedule(ema_tau_schedule)
         self._ema_pairs: list[tuple[nn.Module, nn.Module]] = []
 
     def make_target(self, online: nn.Module) -> nn.Module:
@@ -85,12 +84,12 @@ class MomentumMethod(SSLMethod):
             target.load_state_dict(online.state_dict())
 
     def current_tau(self) -> float:
-        """τ for the update after the current optimizer step (the cosine schedule over the whole run)."""
-        if self._trainer is None:
-            return self.hparams.ema_tau_base
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else 0
-        return cosine_tau(self.trainer.global_step, total, self.hparams.ema_tau_base, self.hparams.ema_tau_final)
+        """τ for the update after the current optimizer step (``ema_tau_schedule`` over the whole run)."""
+        hp = self.hparams
+        total = schedules.total_steps(self.trainer) if self._trainer is not None else None
+        if total is None:
+            return hp.ema_tau_base
+        return schedules.ema_tau(hp.ema_tau_schedule, self.trainer.global_step, total, hp.ema_tau_base, hp.ema_tau_final)
 
     def update_targets(self) -> None:
         tau = self.current_tau()

@@ -21,12 +21,6 @@ from zoo.registry import register_method
 from zoo.validation import check_tensor
 
 
-def linear_tau(step: int, total_steps: int, tau_base: float, tau_final: float = 1.0) -> float:
-    """T-JEPA's (and I-JEPA's) EMA momentum: linear from ``tau_base`` to ``tau_final`` over the run."""
-    progress = min(1.0, step / max(1, total_steps))
-    return tau_base + (tau_final - tau_base) * progress
-
-
 @register_method("tjepa")
 class TJEPA(MomentumMethod):
     """T-JEPA (Thimonier et al. 2025, arXiv 2410.05016): a context encoder sees a random subset of a row's feature
@@ -55,6 +49,7 @@ class TJEPA(MomentumMethod):
         loss: str = "mse",
         ema_tau_base: float = 0.996,
         ema_tau_final: float = 1.0,
+        ema_tau_schedule: str = "linear",
         optimizer: str = "adamw",
         lr: float = 3.66e-4,
         weight_decay: float = 0.0,
@@ -71,7 +66,7 @@ class TJEPA(MomentumMethod):
             context_share, target_share: (low, high) shares of the D features in the context and in each target mask.
             num_targets: target masks per sample (4).
             loss: ``"mse"`` (the paper) or ``"smooth_l1"`` (the I-JEPA release).
-            ema_tau_base, ema_tau_final: EMA momentum, linear over the run (0.996 → 1).
+            ema_tau_base, ema_tau_final, ema_tau_schedule: EMA momentum, linear over the run (0.996 → 1).
             optimizer, lr, weight_decay, warmup_epochs: AdamW at the reference run's 3.66e-4, no weight decay (the
                 release's sweep configs), 10 warm-up epochs then cosine; bias/norm parameters are never decayed.
                 The paper clips gradients element-wise to ±1: set ``trainer.gradient_clip_val: 1.0`` and
@@ -81,7 +76,7 @@ class TJEPA(MomentumMethod):
         if encoder:  # the hparams (hence checkpoints and config.json) keep the new names
             encoder = renamed(encoder, TABULAR_RENAMED_KEYS, "TJEPA encoder")
         super().__init__(
-            ema_tau_base=ema_tau_base, ema_tau_final=ema_tau_final, optimizer=optimizer, lr=lr,
+            ema_tau_base=ema_tau_base, ema_tau_final=ema_tau_final, ema_tau_schedule=ema_tau_schedule, optimizer=optimizer, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs,
         )  # fmt: skip
         if not feature_schema or not {"numeric", "categorical", "cardinalities"} <= set(feature_schema):
@@ -122,13 +117,6 @@ class TJEPA(MomentumMethod):
         return migrate_predictor_state(state)
 
     # ---- training ---------------------------------------------------------------------------------------------------
-    def current_tau(self) -> float:
-        if self._trainer is None:
-            return self.hparams.ema_tau_base
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if total != float("inf") else 0
-        return linear_tau(self.trainer.global_step, total, self.hparams.ema_tau_base, self.hparams.ema_tau_final)
-
     def make_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         """This batch's context and target feature masks, drawn on the device from stream 0."""
         hp = self.hparams
