@@ -279,7 +279,8 @@ def format_result(entry: dict[str, Any]) -> str:
 
 
 def format_settings(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "-"
+    """``k=200, bank=train, standardised=true``: the settings as they are stored (JSON values)."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()) or "-"
 
 
 def result_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]]:
