@@ -1,7 +1,6 @@
 """MODEL_CARD.md is generated from the checkpoints' structured records (`zoo cards`) and must match them; the one-time
 migration turns the legacy prose metric keys into results entries without touching the weights."""
 
-import json
 import shutil
 from pathlib import Path
 

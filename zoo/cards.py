@@ -188,7 +188,7 @@ class MigrationError(ValueError):
 
 def _sections(card_text: str) -> dict[str, str]:
     """The old card's ``## heading`` → body (the migration's one reading of card text; MODEL_CARD.md reads none)."""
-    parts = re.split(r"^## (.+?)\s*$", card_text, flags=re.M)
+    parts = re.split(r"^## (.+?)\s*$", card_text, flags=re.MULTILINE)
     return {heading: body.strip() for heading, body in zip(parts[1::2], parts[2::2])}
 
 
@@ -278,7 +278,7 @@ def plan_migration(record: dict[str, Any], config: dict[str, Any], card_text: st
         moved.append("test/knn_acc")
     results = [legacy_result(k, v, dataset=dataset, config=config) for k, v in legacy.items()]
     extra = {h: b for h, b in sections.items() if h not in _GENERATED_SECTIONS}
-    for heading, body in extra.items():  # a comparison table's untrained row: the random-init baseline
+    for body in extra.values():  # a comparison table's untrained row: the random-init baseline
         rows = _table(body)
         for row in rows[1:]:
             if rows[0][0] == "model" and row[0].startswith("untrained"):

@@ -44,8 +44,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import math
+import os
 import re
 import shutil
 import tempfile
