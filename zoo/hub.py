@@ -941,6 +941,12 @@ def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, A
         raise PretrainedLoadError(f"{path}: cannot rebuild the model: its weights do not match its hyper-parameters: {problems}")
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.on_load_checkpoint(checkpoint)
+    run = checkpoint.get("zoo_run")  # the command, machine, seed and wall time `zoo fit` recorded (zoo/cli/lightning.py)
+    if isinstance(run, dict):
+        try:
+            model.update_record(**{k: v for k, v in run.items() if k in RECORD_FIELDS})
+        except ResultsError as e:
+            raise PretrainedLoadError(f"{path}: unreadable 'zoo_run' record: {e}") from None
     return model.eval(), checkpoint
 
 
