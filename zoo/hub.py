@@ -147,8 +147,6 @@ DEFAULT_LIMITATIONS = (
 
 #: card tags for a method's input (``input_key``): the modality a Hub search filters on
 MODALITY_TAGS = {"image": ["image"], "features": ["tabular"], "audio": ["audio", "text"], "skeleton": ["skeleton", "video"]}
-#: a metric key whose name is an identifier (``test/knn_acc``, ``val/a2t_R@1``), not a prose description
-_METRIC_KEY = re.compile(r"^(train|val|test)/([A-Za-z0-9_@.\-]+)$")
 
 #: a results entry's keys (module docstring; CONTRACT §2)
 RESULT_REQUIRED = ("protocol", "metric", "value", "model", "dataset", "split")
