@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 import zoo
 
@@ -52,9 +53,10 @@ def test_shipped_checkpoint_loads_and_embeds(folder, tmp_path):
         }[model.input_key]()
         with torch.no_grad():
             assert torch.equal(resaved.embed(x), model.embed(x))
-    card = (folder / "README.md").read_text()
-    # every card reports held-out numbers (kNN for image/skeleton models; task metrics for others)
-    assert "## Metrics" in card and "test/" in card
+    # every card reports held-out results, as Hugging Face model-index entries of the pretrained model
+    results = model.training_record()["results"]
+    assert any(r["model"] == "pretrained" and r["split"] == "test" for r in results)
+    assert ModelCard.load(folder / "README.md").data.eval_results
     if model.input_key == "image":
         images = torch.randint(0, 256, (4, config["encoder"]["in_chans"], 28, 28), dtype=torch.uint8)
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """The `zoo` command end to end on the built-in digits data with a tiny encoder."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,10 @@ def test_export_then_from_pretrained_matches_the_checkpoint(fitted, tmp_path):
     assert torch.equal(loaded.embed(images), reference.embed(images))
     card = (tmp_path / "hub" / "README.md").read_text()
     assert "digits" in card and "val/knn_acc" in card
+    # the exact command, machine and wall time of the run that trained the weights (RunRecord), in record and card
+    record = loaded.training_record()
+    assert record["command"].startswith("zoo fit --config ") and f"```bash\n{record['command']}\n```" in card
+    assert 0 < record["wall_time_s"] < 600 and record["machine"] in card and f"{os.cpu_count()}-core" in record["machine"]
 
 
 def test_validate_and_predict_from_the_checkpoint(fitted, capsys):

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import zoo
-from zoo.hub import PretrainedLoadError
+from zoo.hub import PretrainedLoadError, read_record, rewrite_record
 from zoo.methods.simclr import SimCLR
 
 
@@ -390,3 +391,141 @@ def test_push_uploads_only_what_zoo_saved(model, saved, monkeypatch):
     (saved / "sub" / "config.json").write_text("{}")
     assert model.save_pretrained(saved, push_to_hub=True, repo_id="org/x") == "commit-url"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+
+
+# ---- the results record and the card made from it -----------------------------------------------------------------
+
+RESULTS = [
+    {"protocol": "knn", "metric": "accuracy", "value": 0.7898, "model": "pretrained", "dataset": "fashion-mnist",
+     "split": "test", "settings": {"k": 200, "temperature": 0.1, "bank": "train"}},
+    {"protocol": "knn", "metric": "accuracy", "value": 0.7855, "model": "raw-input", "dataset": "fashion-mnist",
+     "split": "test", "settings": {"k": 200, "temperature": 0.1, "bank": "train"}},
+    {"protocol": "linear", "metric": "accuracy", "value": 0.84, "std": 0.0021, "seeds": [0, 1, 2], "model": "pretrained",
+     "dataset": "fashion-mnist", "split": "test", "settings": {"classifier": "logistic-regression"}},
+    {"protocol": "linear", "metric": "accuracy", "value": 1, "model": "timm:resnet18", "dataset": "fashion-mnist",
+     "split": "test", "settings": {"classifier": "logistic-regression"}},
+]  # fmt: skip
+RECORD = {
+    "data": {"class": "ImageDataModule", "dataset": "fashion-mnist", "batch_size": 32},
+    "metrics": {"train/loss": 3.3, "train/probe_acc": 0.5, "lr-SGD/decay": 0.01, "val/knn_acc": 0.75, "val/rankme": 78.25},
+    "epochs_completed": 2, "global_step": 10, "trainer": {"max_epochs": 2},
+}  # fmt: skip
+
+
+def test_set_results_round_trip(model, tmp_path):
+    model._training_record = dict(RECORD)
+    model.set_results(RESULTS)
+    assert model.training_record()["results"][3]["value"] == 1.0 and model.training_record()["results"][0]["std"] is None
+    model.save_pretrained(tmp_path / "m")
+    with safe_open(str(tmp_path / "m" / "model.safetensors"), framework="pt") as f:
+        metadata = f.metadata()
+    assert "results" not in json.loads(metadata["training_record"])  # the results have their own key (CONTRACT §2)
+    assert json.loads(metadata["results"]) == model.training_record()["results"]
+    loaded = zoo.from_pretrained(tmp_path / "m")
+    assert loaded.training_record() == model.training_record() == {**RECORD, "results": model.training_record()["results"]}
+    assert read_record(tmp_path / "m") == loaded.training_record()
+    model.set_results([])  # replaces: an empty list clears them
+    model.save_pretrained(tmp_path / "m")
+    assert "results" not in read_record(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"value": "0.79"}, r"results\[1\] \(raw-input knn accuracy\): value '0.79' is not a finite number"),
+        ({"value": float("nan")}, r"value nan is not a finite number"),
+        ({"metric": "knn_acc (random init; k=200)"}, r"metric 'knn_acc \(random init; k=200\)' is not a name"),
+        ({"model": None}, r"results\[1\]: model None is not a name"),
+        ({"std": -1.0}, r"std -1.0 is not a finite number >= 0"),
+        ({"seeds": [0, "1"]}, r"seeds \[0, '1'\] is not a non-empty list of ints"),
+        ({"settings": {"k": object()}}, r"settings are not JSON values"),
+        ({"extra": 1}, r"unknown key\(s\) \['extra'\]"),
+        ({"value": 0.5, "settings": {"k": 200, "temperature": 0.1, "bank": "train"}, "model": "pretrained"},
+         r"results\[1\] \(pretrained knn accuracy\): the same model, protocol, metric, data and settings as results\[0\]"),
+    ],
+)  # fmt: skip
+def test_bad_results_entry_is_one_line_naming_it(change, message):
+    from zoo.hub import ResultsError, validate_results
+
+    with pytest.raises(ResultsError, match=message) as info:
+        validate_results([RESULTS[0], {**RESULTS[1], **change}])
+    assert "\n" not in str(info.value)
+
+
+def test_results_must_be_a_list_of_complete_entries():
+    from zoo.hub import ResultsError, validate_results
+
+    with pytest.raises(ResultsError, match=r"results\[0\] \(pretrained knn accuracy\): missing key\(s\) \['split'\]"):
+        validate_results([{k: v for k, v in RESULTS[0].items() if k != "split"}])
+    with pytest.raises(ResultsError, match="results must be a list of entries, got dict"):
+        validate_results(RESULTS[0])
+
+
+def test_bad_results_metadata_is_a_load_error(saved):
+    tensors = load_file(saved / "model.safetensors")
+    save_file(tensors, str(saved / "model.safetensors"), metadata={"format": "pt", "method": "simclr", "results": '[{"value": 1}]'})
+    with pytest.raises(PretrainedLoadError, match=r"'results' metadata: results\[0\]: missing key"):
+        zoo.from_pretrained(saved)
+
+
+def test_card_model_index_and_results_table_from_the_record(model, tmp_path):
+    from huggingface_hub import ModelCard, metadata_load
+
+    model._training_record = dict(RECORD)
+    model.set_results(RESULTS)
+    model.update_record(command="zoo fit --config configs/simclr/fashion_mnist.yaml", wall_time_s=754.0, machine="2-core CPU", seeds=[0])
+    model.save_pretrained(tmp_path / "m")
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    index = [(r.task_type, r.dataset_type, r.dataset_split, r.metric_type, r.metric_name, r.metric_value, r.metric_args) for r in card.data.eval_results]
+    assert index == [  # the pretrained entries only; the protocol is in the metric's name, the settings its args
+        ("feature-extraction", "fashion-mnist", "test", "accuracy", "knn accuracy", 0.7898, {"k": 200, "temperature": 0.1, "bank": "train"}),
+        ("feature-extraction", "fashion-mnist", "test", "accuracy", "linear accuracy", 0.84, {"classifier": "logistic-regression"}),
+    ]
+    raw = metadata_load(tmp_path / "m" / "README.md")
+    assert raw["model-index"][0]["results"][0]["metrics"][0]["name"] == "knn accuracy"
+    text = card.text
+    assert "| protocol | metric | data | settings | pretrained | raw-input | timm:resnet18 |" in text
+    assert "| knn | accuracy | fashion-mnist (test) | k=200, temperature=0.1, bank=train | 0.7898 | 0.7855 | - |" in text
+    assert "| linear | accuracy | fashion-mnist (test) | classifier=logistic-regression | 0.84 ± 0.0021 (seeds 0, 1, 2) | - | 1 |" in text
+    # the training run's own metrics: named ones, short (no learning rates, no per-step probe values)
+    assert "| val/knn_acc | 0.75 |" in text and "| train/loss | 3.3 |" in text and "lr-SGD" not in text and "train/probe_acc" not in text
+    assert "```bash\nzoo fit --config configs/simclr/fashion_mnist.yaml\n```" in text
+    assert "| wall time | 12.6 min |" in text and "| machine | 2-core CPU |" in text and "| seed(s) | 0 |" in text
+    with pytest.raises(ValueError, match="training record 'wall_time_s': expected"):
+        model.update_record(wall_time_s="long")
+
+
+def test_card_shows_the_pictures_that_are_there_and_push_uploads_them(model, saved, monkeypatch):
+    from zoo.hub import upload_folder
+
+    assert ".png" not in (saved / "README.md").read_text()
+    (saved / "training_curve.png").write_bytes(b"\x89PNG curve")
+    model.save_pretrained(saved)  # a re-save keeps the picture (not zoo's to write) and the card now shows it
+    card = (saved / "README.md").read_text()
+    assert "](training_curve.png)" in card and "embedding_map.png" not in card
+    assert (saved / "training_curve.png").read_bytes() == b"\x89PNG curve"
+    (saved / "embedding_map.png").write_bytes(b"\x89PNG map")
+    rewrite_record(saved)  # the record's card, regenerated in place: both pictures
+    assert "](training_curve.png)" in (saved / "README.md").read_text() and "](embedding_map.png)" in (saved / "README.md").read_text()
+
+    uploaded = {}
+
+    def fake_upload_folder(self, *, repo_id, folder_path, allow_patterns=None, **kwargs):
+        uploaded["files"] = [p.name for p in Path(folder_path).iterdir() if p.is_file()]
+        uploaded["allow"] = allow_patterns
+        uploaded["README.md"] = (Path(folder_path) / "README.md").read_text()
+        return "commit-url"
+
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: _repo_url(repo_id))
+    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", fake_upload_folder)
+    monkeypatch.setattr("zoo.hub.hub_unreachable_reason", lambda timeout=3.0: None)  # the Hub is faked: reachable
+    (saved / "notes.txt").write_text("mine")
+    local_card = (saved / "README.md").read_text()
+    assert f'zoo.from_pretrained("{saved}")' in local_card
+    assert upload_folder(saved, "org/x") == "commit-url"
+    assert sorted(uploaded["files"]) == ["README.md", "config.json", "embedding_map.png", "model.safetensors", "training_curve.png"]
+    assert set(uploaded["allow"]) == set(uploaded["files"])
+    # the pushed card names the repo; the local folder is left as it is
+    assert 'zoo.from_pretrained("org/x")' in uploaded["README.md"] and str(saved) not in uploaded["README.md"].split("## Training data")[0]
+    assert (saved / "README.md").read_text() == local_card
+

@@ -2,12 +2,41 @@
 
 Built on huggingface_hub's ``ModelHubMixin``. A saved model is a folder with
 - ``config.json``: the method's init args plus ``"method": <registry name>``;
-- ``model.safetensors``: the state dict (the only weights format zoo loads: no pickle, no remote code);
-- ``README.md``: a model card with the data, recipe and metrics of the run that produced the weights.
+- ``model.safetensors``: the state dict (the only weights format zoo loads: no pickle, no remote code), with the
+  training record (``"training_record"``) and the evaluation results (``"results"``) as JSON in its metadata;
+- ``README.md``: a model card generated from that record (:meth:`HubMixin.generate_model_card`);
+- optionally ``training_curve.png`` and ``embedding_map.png`` (:data:`FIGURE_FILES`), which the card shows when
+  they are there; zoo never writes or deletes them on save, and ``zoo push`` uploads them with its own files.
 
-``save_pretrained`` writes into a new or empty folder, or over an earlier zoo save: it replaces only those three
-files, each written to a temporary name first, and never deletes or uploads anything it did not write
+``save_pretrained`` writes into a new or empty folder, or over an earlier zoo save: it replaces only its three
+files, each written to a temporary name first, and never deletes or uploads anything that is not zoo's
 (:func:`write_hub_files`). ``zoo.from_pretrained`` reads ``config.json`` and dispatches on ``"method"``.
+
+The training record (``model.training_record()``; ``Pretrained.record``), a JSON object:
+
+    data              the datamodule's class and init args            (set by the Lightning run)
+    metrics           {"val/knn_acc": 0.75, ...}: the run's last logged values, names only
+    epochs_completed, global_step, trainer                            (set by the Lightning run)
+    results           evaluation results: a list of entries (below); stored under its own metadata key
+    command           str: the exact command that trained the weights            (optional; update_record)
+    wall_time_s       float: wall-clock seconds of that run                      (optional)
+    machine           str: the hardware it ran on, e.g. "2-core Xeon (AVX512-BF16), no GPU"   (optional)
+    seeds             [int, ...]: the pre-training seed(s)                       (optional)
+    notes             str: markdown the card shows verbatim under "Notes" (setup facts no entry can hold)
+    limitations       str: the card's "Limitations" text when the default does not fit
+
+A results entry (``set_results``; one per number; names, never prose):
+
+    {"protocol": "knn" | "linear" | "finetune" | "retrieval" | "tabular" | ...,
+     "metric":   "accuracy" | "rmse" | "a2t_recall@10" | ...,
+     "value":    0.7898,                              # float
+     "std":      0.0021 | null,  "seeds": [0, 1, 2] | null,    # when repeated (optional keys)
+     "model":    "pretrained" | "random-init" | "raw-input" | "timm:resnet18" | ...,
+     "dataset":  "fashion-mnist", "split": "test",
+     "settings": {"k": 200, "temperature": 0.1, "bank": "train", ...}}   # what defines the protocol (optional)
+
+The card's model-index (Hugging Face ``EvalResult``) holds the ``"pretrained"`` entries; the others are the
+baselines beside them in the card's results table.
 """
 
 from __future__ import annotations
@@ -15,6 +44,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -37,6 +67,13 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 #: the files a zoo save writes, in the order they are put in place (config.json last: see write_hub_files)
 HUB_FILES = (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME)
+#: pictures the card shows when they are in the folder (made by whoever trained the weights), with their captions
+FIGURE_FILES = {
+    "training_curve.png": "Training curve: loss and online kNN accuracy per epoch",
+    "embedding_map.png": "2-D map of test embeddings, coloured by class",
+}
+#: zoo's files in a Hub folder: what ``zoo push`` uploads (anything else in the folder stays local)
+ZOO_FILES = (*HUB_FILES, *FIGURE_FILES)
 #: config.json keys that are metadata, not init args
 META_KEYS = ("method", "zoo_version")
 #: weight files zoo refuses to load: they are pickles and can run code
@@ -75,6 +112,10 @@ embeddings = model.embed(inputs)  # {{ input_note }}
 
 `model.encoder` is a plain `torch.nn.Module`: put a linear layer on `embed(...)` for a linear probe, or fine-tune it.
 
+## Results
+
+{{ results_section }}
+{{ figures_section }}
 ## Training data
 
 {{ data_section }}
@@ -82,29 +123,126 @@ embeddings = model.embed(inputs)  # {{ input_note }}
 ## Recipe
 
 {{ recipe_section }}
-
+{{ reproduce_section }}
 Method config (`config.json`):
 
 ```json
 {{ config_json }}
 ```
 
-## Metrics
+## Metrics of the training run
 
 {{ metrics_section }}
-
+{{ notes_section }}
 ## Limitations
 
 {{ limitations }}
 """
 
+DEFAULT_LIMITATIONS = (
+    "Small-data, short-schedule weights: a starting point for fine-tuning, not a state-of-the-art encoder. The "
+    "training-run metrics come from the run's online evaluation (kNN on a held-out part of the training data, online "
+    "linear probe, RankMe); the results table is the offline evaluation of the saved weights."
+)
 
 #: card tags for a method's input (``input_key``): the modality a Hub search filters on
 MODALITY_TAGS = {"image": ["image"], "features": ["tabular"], "audio": ["audio", "text"], "skeleton": ["skeleton", "video"]}
-#: logged metric prefix → the dataset split of the model-index
-METRIC_SPLITS = {"val": "validation", "test": "test"}
-#: a metric key whose name is an identifier (``test/knn_acc``, ``val/a2t_R@1``), not a prose description
-_METRIC_KEY = re.compile(r"^(val|test)/([A-Za-z0-9_@.\-]+)$")
+
+#: a results entry's keys (module docstring; CONTRACT §2)
+RESULT_REQUIRED = ("protocol", "metric", "value", "model", "dataset", "split")
+RESULT_OPTIONAL = ("std", "seeds", "settings")
+#: the optional training-record keys that :meth:`HubMixin.update_record` sets, with their JSON types
+RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "command": str, "wall_time_s": (int, float), "machine": str, "seeds": list, "notes": str, "limitations": str,
+}
+#: a name: a protocol, metric, model, dataset or split (``knn``, ``a2t_recall@10``, ``timm:resnet18``), never prose
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:/+\-]{0,63}$")
+#: the baselines' columns, after "pretrained", in the card's results table (other models follow in record order)
+BASELINE_ORDER = ("pretrained", "random-init", "raw-input")
+
+
+class ResultsError(ValueError):
+    """A results entry that is not a CONTRACT §2 entry (a missing key, a value that is not a number, prose)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _entry_label(index: int, entry: Any) -> str:
+    if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("model", "protocol", "metric")):
+        return f"results[{index}] ({entry['model']} {entry['protocol']} {entry['metric']})"
+    return f"results[{index}]"
+
+
+def validate_results(results: Any) -> list[dict[str, Any]]:
+    """CONTRACT §2 entries, checked and normalised (values as floats, the optional keys present); a
+    :class:`ResultsError` of one line naming the first bad entry and key otherwise."""
+    if not isinstance(results, (list, tuple)):
+        raise ResultsError(f"results must be a list of entries, got {type(results).__name__}")
+    checked: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(results):
+        where = _entry_label(i, entry)
+        if not isinstance(entry, dict):
+            raise ResultsError(f"{where}: an entry is a dict, got {type(entry).__name__}")
+        missing = [k for k in RESULT_REQUIRED if k not in entry]
+        if missing:
+            raise ResultsError(f"{where}: missing key(s) {missing} (required: {', '.join(RESULT_REQUIRED)})")
+        unknown = sorted(set(entry) - set(RESULT_REQUIRED) - set(RESULT_OPTIONAL))
+        if unknown:
+            raise ResultsError(f"{where}: unknown key(s) {unknown} (allowed: {', '.join(RESULT_REQUIRED + RESULT_OPTIONAL)})")
+        for key in ("protocol", "metric", "model", "dataset", "split"):
+            if not isinstance(entry[key], str) or not _NAME.match(entry[key]):
+                raise ResultsError(
+                    f"{where}: {key} {entry[key]!r} is not a name (letters, digits and _ . @ : / + -, at most 64; "
+                    "put what defines the protocol in 'settings')"
+                )
+        if not _is_number(entry["value"]):
+            raise ResultsError(f"{where}: value {entry['value']!r} is not a finite number")
+        std, seeds, settings = entry.get("std"), entry.get("seeds"), entry.get("settings")
+        if std is not None and (not _is_number(std) or std < 0):
+            raise ResultsError(f"{where}: std {std!r} is not a finite number >= 0 (or null)")
+        if seeds is not None and (
+            not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        ):
+            raise ResultsError(f"{where}: seeds {seeds!r} is not a non-empty list of ints (or null)")
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise ResultsError(f"{where}: settings {settings!r} is not a dict")
+        try:
+            settings = json.loads(json.dumps(settings, allow_nan=False))
+        except (TypeError, ValueError) as e:
+            raise ResultsError(f"{where}: settings are not JSON values ({e})") from None
+        normalised = {
+            **{k: entry[k] for k in ("protocol", "metric")}, "value": float(entry["value"]),
+            "std": None if std is None else float(std), "seeds": None if seeds is None else list(seeds),
+            **{k: entry[k] for k in ("model", "dataset", "split")}, "settings": settings,
+        }  # fmt: skip
+        identity = json.dumps({k: v for k, v in normalised.items() if k not in ("value", "std", "seeds")}, sort_keys=True)
+        if identity in seen:
+            raise ResultsError(f"{where}: the same model, protocol, metric, data and settings as results[{seen[identity]}]")
+        seen[identity] = i
+        checked.append(normalised)
+    return checked
+
+
+def validate_record_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The optional record keys of :data:`RECORD_FIELDS`, type-checked (one line naming a bad key)."""
+    unknown = sorted(set(fields) - set(RECORD_FIELDS))
+    if unknown:
+        raise ResultsError(f"unknown training-record key(s) {unknown}; settable: {', '.join(RECORD_FIELDS)} (results: set_results)")
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if not isinstance(value, RECORD_FIELDS[key]) or isinstance(value, bool):
+            raise ResultsError(f"training record {key!r}: expected {RECORD_FIELDS[key]}, got {type(value).__name__}")
+        if key == "seeds" and not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+            raise ResultsError(f"training record 'seeds': expected a list of ints, got {value!r}")
+        if key == "wall_time_s" and (not math.isfinite(value) or value < 0):
+            raise ResultsError(f"training record 'wall_time_s': expected seconds >= 0, got {value!r}")
+    return fields
 
 
 def dataset_label(data: dict[str, Any]) -> str | None:
@@ -118,23 +256,100 @@ def dataset_label(data: dict[str, Any]) -> str | None:
     return None
 
 
-def eval_results(metrics: dict[str, Any], dataset: str | None, modality: str) -> list[EvalResult] | None:
-    """model-index entries for the held-out metrics (``val/…``, ``test/…``) named by an identifier; training-loop
-    values (``train/…``, learning rates) and prose-labelled comparisons stay in the card's table only."""
-    if not dataset:
-        return None
-    results = []
-    for key, value in metrics.items():
-        match = _METRIC_KEY.match(key)
-        if match is None or not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        split, name = match.groups()
-        results.append(EvalResult(
-            task_type="feature-extraction", task_name=f"{modality} feature extraction", dataset_type=re.sub(r"[^\w.-]+", "-", dataset),
-            dataset_name=dataset, dataset_split=METRIC_SPLITS[split], metric_type=name, metric_name=name,
-            metric_value=value,
-        ))
-    return results or None
+def dataset_name(data: dict[str, Any]) -> str | None:
+    """:func:`dataset_label` as a results-entry name (``generated-skeleton-actions``)."""
+    label = dataset_label(data)
+    return re.sub(r"[^\w.-]+", "-", label).strip("-") if label else None
+
+
+def _format_value(value: Any) -> str:
+    return f"{round(value, 4):g}" if _is_number(value) else str(value)
+
+
+def format_result(entry: dict[str, Any]) -> str:
+    """``0.8472 ± 0.0017 (seeds 0, 1, 2)``, or the value alone for a single run."""
+    text = _format_value(entry["value"])
+    if entry.get("std") is not None:
+        text += f" ± {_format_value(entry['std'])}"
+    if entry.get("seeds"):
+        text += f" (seed{'s' if len(entry['seeds']) > 1 else ''} {', '.join(map(str, entry['seeds']))})"
+    return text
+
+
+def format_settings(settings: dict[str, Any]) -> str:
+    """``k=200, bank=train, standardised=true``: the settings as they are stored (JSON values)."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()) or "-"
+
+
+def result_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]]:
+    """The results grouped for a table: ``(models, [(row key, {model: entry})])`` with one row per protocol, metric,
+    data and settings, and the models as columns (pretrained, then the baselines)."""
+    rows: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
+    models: list[str] = []
+    for entry in results:
+        key = {k: entry[k] for k in ("protocol", "metric", "dataset", "split")} | {"settings": entry.get("settings") or {}}
+        rows.setdefault(json.dumps(key, sort_keys=True), (key, {}))[1][entry["model"]] = entry
+        if entry["model"] not in models:
+            models.append(entry["model"])
+    ordered = [m for m in BASELINE_ORDER if m in models] + [m for m in models if m not in BASELINE_ORDER]
+    return ordered, list(rows.values())
+
+
+def results_table(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return "_No offline evaluation recorded yet (`zoo evaluate` adds one)._"
+    models, rows = result_rows(results)
+    lines = [f"| protocol | metric | data | settings | {' | '.join(models)} |", "|" + " --- |" * (4 + len(models))]
+    for key, by_model in rows:
+        cells = [format_result(by_model[m]) if m in by_model else "-" for m in models]
+        lines.append(
+            f"| {key['protocol']} | {key['metric']} | {key['dataset']} ({key['split']}) | {format_settings(key['settings'])} | "
+            + " | ".join(cells) + " |"
+        )
+    notes = {"random-init": "the same architecture and config, untrained", "raw-input": "the input itself (flattened), no encoder"}
+    described = [f"{m}: {notes[m]}" for m in models if m in notes]
+    return "\n".join(lines) + (f"\n\nBaselines: {'; '.join(described)}." if described else "")
+
+
+def eval_results(results: list[dict[str, Any]]) -> list[EvalResult] | None:
+    """model-index entries (Hugging Face ``EvalResult``) for the ``"pretrained"`` results; the metric's name says its
+    protocol (``knn accuracy``) and ``metric_args`` holds the settings."""
+    entries = [
+        EvalResult(
+            task_type="feature-extraction", task_name=f"{entry['protocol']} evaluation",
+            dataset_type=entry["dataset"], dataset_name=entry["dataset"], dataset_split=entry["split"],
+            metric_type=entry["metric"], metric_name=f"{entry['protocol']} {entry['metric']}", metric_value=entry["value"],
+            metric_config=format_settings(entry["settings"]) if entry.get("settings") else None,
+            metric_args=entry.get("settings") or None,
+        )
+        for entry in results if entry["model"] == "pretrained"
+    ]  # fmt: skip
+    return entries or None
+
+
+def _reproduce_section(record: dict[str, Any]) -> str:
+    if not any(record.get(k) is not None for k in ("command", "wall_time_s", "machine", "seeds")):
+        return ""
+    lines = ["", "Reproduce:"]
+    if record.get("command"):
+        lines += ["", "```bash", str(record["command"]), "```"]
+    rows = {}
+    if record.get("wall_time_s") is not None:
+        seconds = float(record["wall_time_s"])
+        rows["wall time"] = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    if record.get("machine"):
+        rows["machine"] = record["machine"]
+    if record.get("seeds"):
+        rows["seed(s)"] = ", ".join(map(str, record["seeds"]))
+    if rows:
+        lines += ["", _markdown_table(rows, ("run", "value"))]
+    return "\n".join(lines) + "\n"
+
+
+def _figures_section(figures: list[str]) -> str:
+    if not figures:
+        return ""
+    return "\n" + "\n\n".join(f"![{FIGURE_FILES[name]}]({name})" for name in figures if name in FIGURE_FILES) + "\n"
 
 
 def card_for_repo(text: str, repo_id: str) -> str:
@@ -425,6 +640,23 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
 
         return {"method": self.method_name, "zoo_version": __version__, **self.init_args()}
 
+    # ---- the record -------------------------------------------------------------------------------------------
+    def set_results(self, results: list[dict[str, Any]]) -> None:
+        """Keep the evaluation ``results`` (CONTRACT §2 entries: see the module docstring) with these weights:
+        ``training_record()["results"]`` returns them, ``save_pretrained`` writes them to the ``"results"`` metadata
+        key and into the card. Replaces earlier results; a bad entry is a one-line :class:`ResultsError`.
+
+        The results describe the weights as they are: a Lightning run attached to the model rebuilds its
+        training record from the trainer (see ``SSLMethod.training_record``), so set them on the trained model."""
+        self._training_record = {**self._training_record, "results": validate_results(results)}  # type: ignore[has-type]
+
+    def update_record(self, **fields: Any) -> None:
+        """Set optional training-record keys (:data:`RECORD_FIELDS`: command, wall_time_s, machine, seeds, notes,
+        limitations); None removes one."""
+        validate_record_fields(fields)
+        record = {**self._training_record, **fields}  # type: ignore[has-type]
+        self._training_record = {k: v for k, v in record.items() if v is not None}
+
     # ---- save -------------------------------------------------------------------------------------------------
     def hub_omittable_modules(self) -> list[str]:
         """Sub-modules an ``inference_only`` save may leave out because :meth:`hub_restore_modules` rebuilds them
@@ -471,9 +703,12 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         omitted = self.hub_omittable_modules() if inference_only else []
         card_kwargs = dict(model_card_kwargs or {})
         card_kwargs.setdefault("model_id", str(save_directory))  # the usage snippet loads this folder until it is pushed
+        card_kwargs.setdefault("figures", [name for name in FIGURE_FILES if (Path(save_directory) / name).is_file()])
         if omitted:
             card_kwargs.setdefault("omitted", omitted)
-        config_text = json.dumps(config or self.hub_config(), sort_keys=True, indent=2)
+        config = config or self.hub_config()
+        card_kwargs.setdefault("config", config)  # the card shows the config.json written beside it
+        config_text = json.dumps(config, sort_keys=True, indent=2)
         # what ModelHubMixin.save_pretrained does, with the weights written by save_weights (which needs to know
         # what to omit; ModelHubMixin's _save_pretrained hook takes only the folder)
         return write_hub_files(save_directory, {
@@ -487,12 +722,13 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         self.save_weights(save_directory / WEIGHTS_NAME, [])
 
     def save_weights(self, path: Path, omitted: list[str]) -> None:
-        """model.safetensors without the sub-modules ``omitted`` (named in the file's metadata for the loader)."""
-        metadata = {
-            "format": "pt",
-            "method": self.method_name,
-            "training_record": json.dumps(self.training_record()),  # type: ignore[attr-defined]
-        }
+        """model.safetensors without the sub-modules ``omitted`` (named in the file's metadata for the loader), with
+        the training record and, under their own key, its results."""
+        record = dict(self.training_record())  # type: ignore[attr-defined]
+        results = validate_results(record.pop("results", None) or [])
+        metadata = {"format": "pt", "method": self.method_name, "training_record": json.dumps(record)}
+        if results:
+            metadata["results"] = json.dumps(results)
         if not omitted:
             save_model(self, str(path), metadata=metadata)
             return
@@ -501,12 +737,17 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={**metadata, "omitted_modules": json.dumps(omitted)})
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The card, from the training record (``kwargs`` override its keys; ``model_id``: the repo or folder the
+        usage snippet loads; ``figures``: the :data:`FIGURE_FILES` present; ``omitted``: modules an inference-only
+        save left out; ``config``: the config.json written beside it; ``title``)."""
         record: dict[str, Any] = {**self.training_record(), **kwargs}  # type: ignore[attr-defined]
-        config = self.hub_config()
+        config = kwargs.get("config") or self.hub_config()
         data = record.get("data") or {}
         dataset = data.get("dataset") or data.get("source")  # a named data set: the card's `datasets`
+        label = dataset_label(data)
         modality = MODALITY_TAGS.get(type(self).input_key, [])  # type: ignore[attr-defined]
-        title = kwargs.get("title") or f"zoo {self.method_name}" + (f" — {dataset}" if dataset else "")
+        results = validate_results(record.get("results") or [])
+        title = kwargs.get("title") or f"zoo {self.method_name}" + (f" — {label}" if label else "")
         card_data = ModelCardData(
             library_name="zoo",
             license="apache-2.0",
@@ -514,11 +755,17 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
             datasets=[str(dataset)] if dataset else None,
             pipeline_tag="feature-extraction",
             model_name=title,
-            eval_results=eval_results(record.get("metrics") or {}, dataset_label(data), (modality or ["input"])[0]),
+            eval_results=eval_results(results),
         )
         doc = (inspect.getdoc(type(self)) or "").strip()
         trainer = record.get("trainer") or {}
         recipe = {**trainer, "epochs_completed": record.get("epochs_completed"), "optimizer steps": record.get("global_step")}
+        # the run's own last values by name (the final loss, the held-out ones); learning rates are not results
+        metrics = {
+            k: v for k, v in (record.get("metrics") or {}).items()
+            if k.startswith(("val/", "test/")) or k == "train/loss"
+        }  # fmt: skip
+        notes = str(record.get("notes") or "").strip()
         return ModelCard.from_template(
             card_data=card_data,
             template_str=CARD_TEMPLATE,
@@ -526,21 +773,15 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
             summary=doc.split("\n\n")[0] if doc else f"A zoo {self.method_name} model.",
             model_id=kwargs.get("model_id") or ".",
             input_note=f"batch[{type(self).input_key!r}] as the datamodule yields it",  # type: ignore[attr-defined]
+            results_section=results_table(results),
+            figures_section=_figures_section(list(kwargs.get("figures") or [])),
             data_section=_markdown_table({k: v for k, v in data.items()}, ("setting", "value")),
             recipe_section=_markdown_table({k: v for k, v in recipe.items() if v is not None}, ("setting", "value")),
+            reproduce_section=_reproduce_section(record),
             config_json=json.dumps(config, indent=2, sort_keys=True),
-            # the run's own metrics; learning-rate monitor entries and the like are not results
-            metrics_section=_markdown_table(
-                {k: v for k, v in (record.get("metrics") or {}).items() if k.startswith(("train/", "val/", "test/"))},
-                ("metric", "value"),
-            ),
-            limitations=kwargs.get(
-                "limitations",
-                "Metrics are from the online evaluation of the training run (kNN on a held-out split of the training "
-                "data, online linear probe, RankMe); they are not a full linear-evaluation protocol. Small-data, "
-                "short-schedule weights: a starting point for fine-tuning, not a state-of-the-art encoder.",
-            )
-            + _omitted_note(kwargs.get("omitted") or []),
+            metrics_section=_markdown_table(metrics, ("metric", "value")),
+            notes_section=f"\n## Notes\n\n{notes}\n" if notes else "",
+            limitations=str(record.get("limitations") or DEFAULT_LIMITATIONS) + _omitted_note(kwargs.get("omitted") or []),
         )
 
     # ---- load -------------------------------------------------------------------------------------------------
@@ -577,13 +818,69 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
                 model = cls(**init_kwargs)
         except (TypeError, ValueError) as e:
             raise PretrainedLoadError(f"{model_id}: config.json does not build a {cls.__name__}: {e}") from None
-        weights = resolve_file(model_id, WEIGHTS_NAME, **download)
-        metadata = load_safetensors_strict(model, weights, lambda state: cls.migrate_state_dict(state, init_kwargs))
-        if "training_record" in metadata:
-            model._training_record = json.loads(metadata["training_record"])
+        path = resolve_file(model_id, WEIGHTS_NAME, **download)
+        metadata = load_safetensors_strict(model, path, lambda state: cls.migrate_state_dict(state, init_kwargs))
+        model._training_record = record_from_metadata(metadata, path)
         model.to(map_location)
         model.eval()
         return model
+
+
+def record_from_metadata(metadata: dict[str, str], source: str | Path) -> dict[str, Any]:
+    """The training record of a model.safetensors' metadata, with its ``"results"`` key checked and merged in."""
+    record: dict[str, Any] = {}
+    for key in ("training_record", "results"):
+        if key not in metadata:
+            continue
+        try:
+            value = json.loads(metadata[key])
+        except json.JSONDecodeError as e:
+            raise PretrainedLoadError(f"{source}: {key!r} metadata is not valid JSON ({e})") from None
+        if key == "training_record":
+            if not isinstance(value, dict):
+                raise PretrainedLoadError(f"{source}: 'training_record' metadata is not a JSON object")
+            record.update(value)
+        else:
+            try:
+                record["results"] = validate_results(value)
+            except ResultsError as e:
+                raise PretrainedLoadError(f"{source}: 'results' metadata: {e}") from None
+    return record
+
+
+def read_record(folder: str | Path) -> dict[str, Any]:
+    """The training record (with its results) of a local Hub folder, from the safetensors header alone: no model is
+    built and no weights are read."""
+    path = resolve_file(str(folder), WEIGHTS_NAME)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise PretrainedLoadError(f"{path}: not a readable safetensors file ({e})") from None
+    return record_from_metadata(metadata, path)
+
+
+def rewrite_record(
+    folder: str | Path, *, results: list[dict[str, Any]] | None = None, metrics: dict[str, float] | None = None,
+    **fields: Any,
+) -> list[str]:
+    """Rewrite the record and card of the Hub folder ``folder`` in place: the results and the training-run metrics
+    (when given) and the optional record keys ``fields`` (see :meth:`HubMixin.update_record`; None removes one). config.json is written back as it
+    is, the weights tensor for tensor (an inference-only save stays one), and the card is regenerated (it then shows
+    the :data:`FIGURE_FILES` present). Returns the names of the replaced files."""
+    folder = Path(folder)
+    config = read_config(str(folder))
+    model = from_pretrained(folder)
+    if results is not None:
+        model.set_results(results)
+    if metrics is not None:
+        model._training_record["metrics"] = dict(metrics)
+    model.update_record(**fields)
+    with safe_open(str(folder / WEIGHTS_NAME), framework="pt", device="cpu") as f:
+        omitted = json.loads((f.metadata() or {}).get("omitted_modules", "[]"))
+    if omitted and sorted(omitted) != sorted(model.hub_omittable_modules()):
+        raise PretrainedLoadError(f"{folder}: leaves out {omitted}, not what an inference-only save leaves out now")
+    return model.write_pretrained(folder, config=config, inference_only=bool(omitted))
 
 
 def from_pretrained(model_id: str | Path, **kwargs: Any) -> Any:
@@ -605,8 +902,8 @@ def upload_folder(
 ) -> str:
     """Create ``repo_id`` on the Hub if needed and upload a saved zoo folder to it; returns the commit URL. The
     folder must load with :func:`from_pretrained` first, so a broken folder is never published, and only zoo's own
-    files (:data:`HUB_FILES`) are uploaded unless ``allow_patterns`` says otherwise: a note or a private file that
-    shares the folder stays local."""
+    files (:data:`ZOO_FILES`: the saved files and the card's pictures) are uploaded unless ``allow_patterns`` says
+    otherwise: a note or a private file that shares the folder stays local."""
     from huggingface_hub import HfApi
 
     try:
@@ -620,10 +917,10 @@ def upload_folder(
     api = HfApi(token=token)
     try:
         repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        upload_kwargs.setdefault("allow_patterns", list(HUB_FILES))
+        upload_kwargs.setdefault("allow_patterns", list(ZOO_FILES))
         with tempfile.TemporaryDirectory() as staged:  # the pushed card names the repo; the local folder is left as it is
             folder = Path(staged) / "model"
-            shutil.copytree(directory, folder, ignore=lambda src, names: [n for n in names if Path(src) == Path(directory) and n not in HUB_FILES])
+            shutil.copytree(directory, folder, ignore=lambda src, names: [n for n in names if Path(src) == Path(directory) and n not in ZOO_FILES])
             card = folder / CARD_NAME
             if card.is_file():
                 card.write_text(card_for_repo(card.read_text(encoding="utf-8"), repo), encoding="utf-8")
@@ -663,6 +960,12 @@ def load_checkpoint_model(checkpoint_path: str | Path) -> tuple[Any, dict[str, A
         raise PretrainedLoadError(f"{path}: cannot rebuild the model: its weights do not match its hyper-parameters: {problems}")
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.on_load_checkpoint(checkpoint)
+    run = checkpoint.get("zoo_run")  # the command, machine, seed and wall time `zoo fit` recorded (zoo/cli/lightning.py)
+    if isinstance(run, dict):
+        try:
+            model.update_record(**{k: v for k, v in run.items() if k in RECORD_FIELDS})
+        except ResultsError as e:
+            raise PretrainedLoadError(f"{path}: unreadable 'zoo_run' record: {e}") from None
     return model.eval(), checkpoint
 
 

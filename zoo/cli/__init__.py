@@ -4,15 +4,15 @@
     zoo list                      registered methods
     zoo export CKPT DIR           Lightning checkpoint → Hub folder (config.json, model.safetensors, README.md)
     zoo push DIR ORG/REPO         upload a Hub folder (after checking it loads)
-    zoo cards [--check]           regenerate MODEL_CARD.md from checkpoints/*/README.md
+    zoo cards [--check]           regenerate MODEL_CARD.md from the checkpoints' records (config.json, safetensors metadata)
     zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/cli/finetune.py)
     zoo embed --pretrained DIR INPUT --output FILE   embeddings of a folder / list / table / split (zoo/cli/embed.py)
     zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
     zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
 
 One module per command family: ``errors`` (the shared parser and one-line error wrapper), ``lightning`` (the
-LightningCLI subcommands), ``finetune``, ``embed``, ``hub`` (export, push), ``data``. This module imports none of
-them until a command runs.
+LightningCLI subcommands), ``finetune``, ``embed``, ``hub`` (export, push, cards), ``data``. This module imports
+none of them until a command runs.
 
 ``zoo`` / ``zoo --help`` list every command; ``zoo fit --help`` is a short guide (``--help-all``: every option).
 
@@ -87,9 +87,9 @@ def _data(argv: list[str]) -> int:
 
 
 def _cards(argv: list[str]) -> int:
-    from zoo.cards import main as cards_main
+    from zoo.cli.hub import cards
 
-    return cards_main(argv)
+    return cards(argv)
 
 
 def _finetune(argv: list[str]) -> int:
@@ -118,7 +118,7 @@ TOOL_SUMMARIES = {
     "list": "the registered methods: name, class path (--model CLASS_PATH) and a one-sentence summary",
     "export": "a checkpoint as a Hub folder, a timm folder or ONNX graphs: zoo export [--format hub|timm|onnx] SRC DIR",
     "push": "upload a Hub folder to the Hugging Face Hub: zoo push DIR ORG/REPO",
-    "cards": "regenerate MODEL_CARD.md from checkpoints/*/README.md (--check: only compare)",
+    "cards": "regenerate MODEL_CARD.md from the checkpoints' structured records (--check: only compare)",
     "finetune": "linear-probe / fine-tune a pretrained encoder: zoo finetune --pretrained DIR --config ...",
     "embed": "embeddings of an image folder/list, a table or a data split: zoo embed --pretrained DIR INPUT --output FILE",
     "tabular-eval": "T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting",

@@ -1,10 +1,10 @@
-"""`zoo export` and `zoo push`: a checkpoint as Hub, timm or ONNX files, and the upload."""
+"""`zoo export`, `zoo push` and `zoo cards`: a checkpoint as Hub, timm or ONNX files, the upload, and MODEL_CARD.md."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.cli.errors import ArgumentParser
+from zoo.cli.errors import ArgumentParser, CLIError
 
 def export(argv: list[str]) -> int:
     from zoo.atomic import check_writable
@@ -52,4 +52,45 @@ def push(argv: list[str]) -> int:
     else:
         commit = upload_folder(args.directory, args.repo_id, private=args.private, token=args.token)
     print(f"pushed {args.directory} -> {commit}")
+    return 0
+
+
+def cards(argv: list[str]) -> int:
+    import argparse
+
+    from zoo.atomic import write_atomic
+    from zoo.cards import migrate_checkpoint, render_model_card
+
+    parser = ArgumentParser(
+        prog="zoo cards", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write MODEL_CARD.md from the checkpoints' config.json and the training records and results in their "
+        "model.safetensors metadata.\n\n"
+        "  zoo cards             rewrite MODEL_CARD.md\n"
+        "  zoo cards --check     exit 1 if MODEL_CARD.md is not what the checkpoints say (the tests run this)\n"
+        "  zoo cards --migrate   once: turn legacy prose metric keys (test/knn_acc (…)) into structured results in each\n"
+        "                        checkpoint's record and card (weights and config.json unchanged), then rewrite",
+    )
+    parser.add_argument("--checkpoints", default="checkpoints", help="folder of Hub checkpoint folders")
+    parser.add_argument("--output", default="MODEL_CARD.md")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="only compare; exit 1 when the file is out of date")
+    mode.add_argument("--migrate", action="store_true", help="structure the legacy metric keys of every checkpoint first")
+    args = parser.parse_args(argv)
+    checkpoints = Path(args.checkpoints)
+    if not checkpoints.is_dir():
+        raise CLIError(f"{checkpoints}: not a folder (--checkpoints: the folder of Hub checkpoint folders)")
+    if args.migrate:
+        for folder in sorted(p for p in checkpoints.iterdir() if p.is_dir()):
+            count = migrate_checkpoint(folder)
+            print(f"{folder}: {f'{count} results entries from legacy metric keys' if count else 'nothing to migrate'}")
+    text = render_model_card(checkpoints)
+    output = Path(args.output)
+    if args.check:
+        if not output.is_file() or output.read_text(encoding="utf-8") != text:
+            print(f"{output} is out of date with {args.checkpoints}/: run `zoo cards`")
+            return 1
+        print(f"{output} is up to date")
+        return 0
+    write_atomic(output, text)
+    print(f"wrote {output} ({text.count('](checkpoints/')} checkpoints)")
     return 0

@@ -10,14 +10,17 @@ import argparse
 import errno
 import logging
 import os
+import platform
 import shlex
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -86,6 +89,45 @@ def one_column_result_tables(trainer: Trainer) -> None:
         loop._print_results = one_column  # type: ignore[method-assign]
 
 
+def describe_machine() -> str:
+    """``"16-core Intel(R) Xeon(R) ... (x86_64), 1× NVIDIA H200"``: what a run's card says it ran on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    machine = f"{os.cpu_count()}-core {cpu}"
+    if torch.cuda.is_available():
+        machine += f", {torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
+    return machine
+
+
+class RunRecord(Callback):
+    """Writes the run's exact command, machine, seed and wall time (summed over resumed sessions) into every
+    checkpoint as ``"zoo_run"``; ``zoo export`` puts them in the Hub folder's training record and card."""
+
+    def __init__(self, command: str, seed: int | None) -> None:
+        self.command, self.seed = command, seed
+        self.previous_s = 0.0  # wall time of the sessions before a resume
+        self.started = time.monotonic()
+
+    def on_fit_start(self, trainer: Trainer, pl_module: Any) -> None:
+        self.started = time.monotonic()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"wall_time_s": self.previous_s + time.monotonic() - self.started}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.previous_s = float(state_dict.get("wall_time_s", 0.0))
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint["zoo_run"] = {
+            "command": self.command, "machine": describe_machine(), "wall_time_s": round(self.state_dict()["wall_time_s"], 1),
+            **({"seeds": [self.seed]} if self.seed is not None else {}),
+        }  # fmt: skip
+
+
 class ZooLightningCLI(LightningCLI):
     """What every zoo LightningCLI shares (``zoo fit|…`` and ``zoo finetune``): atomic checkpoints, one-line errors for
     configs a class rejects, and one run directory per run (zoo/rundir.py).
@@ -152,6 +194,8 @@ class ZooLightningCLI(LightningCLI):
         return super().init_parser(**kwargs)
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
+        # the exact command, for the run record (RunRecord)
+        self._argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else sys.argv[1:]
         with warnings.catch_warnings():
             # zoo hands LightningCLI the arguments it read from sys.argv itself (minus the command, with aliases
             # expanded): Lightning's "args and command line arguments both given" warning does not apply
@@ -195,6 +239,8 @@ class ZooLightningCLI(LightningCLI):
         one_column_result_tables(trainer)
         if self._training:
             self._claim_run_dir(trainer, own_logs=kwargs.get("logger"))
+            seed = self._get(self.config, "seed_everything")
+            trainer.callbacks.append(RunRecord(shlex.join(["zoo", *self._argv]), seed if isinstance(seed, int) and not isinstance(seed, bool) else None))
         return trainer
 
     def _claim_run_dir(self, trainer: Trainer, own_logs: Any) -> None:
