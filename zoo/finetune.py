@@ -98,7 +98,7 @@ class FineTuner(L.LightningModule):
             )
         self.views = None
         if views is not None:
-            from zoo.data.views import ImageViews
+            from zoo.nn.views import ImageViews
 
             self.views = ImageViews(views)
         self.metrics = nn.ModuleDict({

@@ -22,7 +22,7 @@ from zoo.data.image_files import (
     BadSample, ImageFilesDataModule, collate_images, decode_image, read_file_list, scan_class_folders,
 )
 from zoo.data.images import ImageDataModule, write_idx
-from zoo.data.views import ImageViews, _resized_crop_flip, _sample_crop_boxes
+from zoo.nn.views import ImageViews, _resized_crop_flip, _sample_crop_boxes
 
 
 def photo(h: int = 12, w: int = 16, seed: int = 0) -> Image.Image:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from zoo.data.skeleton_layouts import BODY_PARTS, get_layout
+from zoo.nn.skeleton_layouts import BODY_PARTS, get_layout
 from zoo.nn.masking import skeleton_mask
 
 

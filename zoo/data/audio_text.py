@@ -6,7 +6,7 @@ its captions are grouped. Relative paths are resolved against the manifest's fol
 
 The loader only decodes (soundfile: wav/flac/ogg/…), mixes to mono, resamples (polyphase, scipy's
 ``resample_poly``) and cuts a fixed-length window; log-mels, random crops and SpecAugment happen on the device in the
-method (:mod:`zoo.data.audio_features`). Batches::
+method (:mod:`zoo.nn.audio_features`). Batches::
 
     {"audio": float32 [B, clip_samples], "audio_length": int64 [B] (valid samples, the rest is zero padding),
      "caption": list[str], "caption2": list[str] (train: another caption of the clip when it has one),

@@ -8,7 +8,7 @@ the other formats, palette PNGs and anything torchvision rejects go through Pill
 
 :func:`collate_images` pads the images of a batch to its largest height and width (zeros, bottom/right) and records
 each image's valid ``(h, w)`` under ``"image_size"``: random crops are drawn inside that valid area on the device
-(:mod:`zoo.data.views`), so every random number of a view stays a function of (seed, rank, batch, view).
+(:mod:`zoo.nn.views`), so every random number of a view stays a function of (seed, rank, batch, view).
 
 Sources (:func:`scan_class_folders`, :func:`scan_flat_folder`, :func:`read_file_list`): a folder with one subfolder
 per class (labels = sorted folder names), a flat folder (unlabelled), or a CSV/text list of ``path[,label]``
@@ -486,7 +486,7 @@ class ImageFilesDataModule(ZooDataModule):
 
     Train batches (:func:`collate_images`): ``{"image": uint8 [B, C, Hmax, Wmax]`` zero-padded, ``"image_size":
     [B, 2]`` valid (h, w), ``"label"`` (-1 unlabelled), ``"index"}``; every image stored with its longer side at most
-    ``max_side``. The methods crop inside each valid area on the device (:class:`zoo.data.views.ImageViews`), so
+    ``max_side``. The methods crop inside each valid area on the device (:class:`zoo.nn.views.ImageViews`), so
     their view configs need an ``output_size``. Evaluation batches (kNN bank, val, test, predict) hold the central
     ``eval_size`` square after resizing the shorter side to ``eval_size / crop_fraction`` (224 of 256), so
     ``method.embed(batch["image"])`` sees fixed-size images.

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.images import collate_batch
-from zoo.data.skeleton_layouts import SkeletonLayout, get_layout
+from zoo.nn.skeleton_layouts import SkeletonLayout, get_layout
 from zoo.validation import check_labels
 
 FORMATS = ("ntu", "ctrgcn", "coco", "generated")

@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from zoo.data.views import view_generator
+from zoo.nn.views import view_generator
 from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.data.views import ImageViewConfig, ImageViews
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.encoders.image import ImageEncoder, ImageEncoderConfig
 from zoo.losses.byol import symmetric_byol_loss
 from zoo.methods.base import SSLOutput

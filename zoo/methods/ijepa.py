@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from zoo.data.views import ImageViewConfig, ImageViews
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.encoders.vit import ViTEncoder, ViTEncoderConfig, gather_tokens, sincos_pos_embed_2d
 from zoo.losses.jepa import JEPALossKind, jepa_loss
 from zoo.methods.base import SSLOutput

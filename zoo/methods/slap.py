@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.data.audio_features import SLAP_SPEC_AUGMENT, SpecAugmentConfig, random_crops, spec_augment
+from zoo.nn.audio_features import SLAP_SPEC_AUGMENT, SpecAugmentConfig, random_crops, spec_augment
 from zoo.encoders.audio import AudioEncoder, AudioEncoderConfig
 from zoo.encoders.text import TextEncoder, TextEncoderConfig
 from zoo.eval.retrieval import ZERO_SHOT_PROMPTS, RetrievalCollector

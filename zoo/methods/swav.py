@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.data.views import ImageViewConfig, ImageViews
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.encoders.image import ImageEncoder, ImageEncoderConfig
 from zoo.losses.swav import SwAVLoss, swav_loss
 from zoo.methods.base import SSLMethod, SSLOutput

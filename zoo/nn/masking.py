@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from zoo.data.skeleton_layouts import BODY_PARTS, SkeletonLayout
+from zoo.nn.skeleton_layouts import BODY_PARTS, SkeletonLayout
 
 SKELETON_MASK_STRATEGIES = ("parts", "random_parts", "random_joints")
 
