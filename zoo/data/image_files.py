@@ -515,6 +515,8 @@ class ImageFilesDataModule(ZooDataModule):
             and the first paths.
     """
 
+    collate_fn = staticmethod(collate_images)  # images of different sizes: zero-padded, with their sizes
+
     def __init__(
         self,
         root: str | None = None,
@@ -700,51 +702,22 @@ class ImageFilesDataModule(ZooDataModule):
             eval_size=None if train else self.eval_size, crop_fraction=self.crop_fraction, on_bad_file=self.on_bad_file,
         )
 
-    def _loader(self, dataset: ImageFileDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_images,
-            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, **kwargs,
-        )
+    def split_dataset(self, split: str, train: bool) -> ImageFileDataset:
+        return self._dataset(split, train)
 
-    def train_dataloader(self) -> DataLoader:
-        """Seeded (seed, epoch) order, resumable mid-epoch (:meth:`ZooDataModule.train_sampler`)."""
-        ds = self._dataset("train", train=True)
-        if self.drop_last and len(ds) < self.batch_size:
-            raise DataError(
-                f"the train split has {len(ds)} images, fewer than batch_size={self.batch_size}: with drop_last=True "
-                "the train loader would yield no batch; lower batch_size or pass drop_last=False"
-            )
-        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
-
-    def _eval_loaders(self, split: str) -> list[DataLoader]:
+    def has_split(self, split: str) -> bool:
+        self.setup()
         assert self._splits is not None
-        if split not in self._splits:
-            return []
-        loaders = [self._loader(self._dataset(split, train=False), shuffle=False, drop_last=False)]
-        if "knn_bank" in self._splits:
-            loaders.insert(0, self._loader(self._dataset("knn_bank", train=False), shuffle=False, drop_last=False))
-        return loaders
-
-    def val_dataloader(self) -> list[DataLoader]:
-        """``[knn_bank_loader, val_loader]`` (labelled), ``[val_loader]`` (unlabelled), ``[]`` without a val split."""
-        self.setup()
-        return self._eval_loaders("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        """As :meth:`val_dataloader`, with the test split."""
-        self.setup()
-        return self._eval_loaders("test")
+        return split in self._splits
 
     def predict_dataloader(self) -> DataLoader:
         """The test split in file order, or every train image (in file order) when there is no test split."""
-        self.setup()
-        assert self._splits is not None
-        split = "test" if "test" in self._splits else "train"
+        split = "test" if self.has_split("test") else "train"
         ds = self._dataset(split, train=False)
         if split == "train":
             order = np.argsort(np.asarray(ds.paths, dtype=object), kind="stable")
             ds.paths, ds.labels = [ds.paths[i] for i in order], ds.labels[order]
-        return self._loader(ds, shuffle=False, drop_last=False)
+        return self.make_loader(ds, shuffle=False, drop_last=False)
 
     # ---------------------------------------------------------------------------------------------------------------
     # skipped files: one warning per epoch (workers cannot warn the main process, so batches carry them)
