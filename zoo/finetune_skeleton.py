@@ -93,7 +93,7 @@ class SkeletonClassifier(L.LightningModule):
         self.accuracy = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
 
     @classmethod
-    def from_pretrained(cls, model_id: str, num_classes: int, random_init: bool = False, **kwargs: Any) -> "SkeletonClassifier":
+    def from_pretrained(cls, model_id: str, num_classes: int, random_init: bool = False, **kwargs: Any) -> SkeletonClassifier:
         """Load a SkeletonMAE with ``zoo.from_pretrained`` (``random_init``: same architecture, fresh weights)."""
         import zoo
 
@@ -104,7 +104,7 @@ class SkeletonClassifier(L.LightningModule):
             backbone = SkeletonMAE(**backbone.init_args())
         return cls(backbone.train(), num_classes, **kwargs)
 
-    def train(self, mode: bool = True) -> "SkeletonClassifier":
+    def train(self, mode: bool = True) -> SkeletonClassifier:
         super().train(mode)
         if self.mode == "linear" and self.backbone is not None:
             self.backbone.eval()  # frozen: BatchNorm keeps the pre-trained statistics

@@ -18,9 +18,7 @@ from PIL import Image, ImageOps
 from tests.conftest import TINY_ENCODER
 from tests.method_cases import CASES, TINY_VIT
 from zoo.data.base import DataError
-from zoo.data.image_files import (
-    BadSample, ImageFilesDataModule, collate_images, decode_image, read_file_list, scan_class_folders,
-)
+from zoo.data.image_files import BadSample, ImageFilesDataModule, collate_images, decode_image, read_file_list
 from zoo.data.images import ImageDataModule, write_idx
 from zoo.nn.views import ImageViews, _resized_crop_flip, _sample_crop_boxes
 

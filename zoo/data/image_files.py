@@ -392,7 +392,7 @@ def read_file_list(list_file: str | Path, root: str | Path | None = None, classe
             index = {c: i for i, c in enumerate(names)}
             unknown = next((r for r in rows if r[2] not in index), None)
             if unknown is not None:
-                raise DataError(f"{list_file} line {unknown[0]}: class {unknown[2]!r} is not among the train classes {names[:10]}")
+                raise DataError(f"{list_file} line {unknown[0]}: class {unknown[2]!r} is not among the train classes {names[:10]}") from None
             labels = np.asarray([index[v] for v in raw], dtype=np.int64)
             classes = names
         if (labels < 0).any():

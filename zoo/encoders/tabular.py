@@ -13,7 +13,8 @@ sequence when ``keep`` is None (the target encoder, and downstream use).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, TypedDict
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn

@@ -26,13 +26,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from zoo.nn.views import view_generator
 from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite
 from zoo.hub import HubMixin
+from zoo.nn.views import view_generator
 from zoo.validation import check_checkpoint_classes, check_train_loader
-
 
 #: timm optimizer names that build a torch optimizer with fused kernels (``fused=True``)
 _FUSED_OPTIMIZERS = ("sgd", "nesterov", "momentum", "adam", "adamw")

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.encoders.vit import ViTEncoder, ViTEncoderConfig, gather_tokens, sincos_pos_embed_2d
 from zoo.losses.jepa import JEPALossKind, jepa_loss
 from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
 from zoo.nn.block_masking import MultiBlockMaskConfig, MultiBlockMasks, multi_block_masks, resolve_multi_block_config
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.registry import register_method
 from zoo.validation import check_images
 

@@ -3,7 +3,7 @@ joint masking (its ablation alternative)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
