@@ -7,7 +7,7 @@
     python examples/finetune_starter.py --pretrained checkpoints/skeleton_mae-generated      # skeletons (*)
 
 By default the labelled data is the dataset the encoder was pre-trained on, rebuilt from the training record in its
-checkpoint (class and arguments of the datamodule), now with its labels; ``--labels N`` keeps N training images
+checkpoint (class and arguments of the datamodule), this time with its labels; ``--labels N`` keeps N training images
 (image data only). For your own data, build any zoo datamodule yourself and pass it to ``trainer.fit`` as below.
 (*) the generated skeleton data must exist first: ``zoo data build skeleton-actions runs/skeleton-actions``.
 

@@ -355,7 +355,8 @@ class SSLMethod(HubMixin, L.LightningModule):
         Under FSDP (Lightning's ``FSDPStrategy``) each rank holds a slice of one flat parameter between steps, and
         those slices do not line up with whole weights (an online weight's slice and its EMA target's are different
         elements; a prototype row may straddle ranks); the update then runs on the gathered weights and each rank
-        keeps its shard of the result. (Unverified on a GPU so far: FSDP needs one.)"""
+        keeps its shard of the result. FSDP needs GPUs, so the CPU tests do not reach this branch; the
+        ``fsdp`` section of benchmarks/gpu_check.py runs it (BYOL, SwAV)."""
         model = self._trainer.strategy.model if self._trainer is not None else None
         if model is None or not torch.distributed.is_available():
             return contextlib.nullcontext()
