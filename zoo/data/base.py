@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,13 @@ class TensorDictDataset(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.long)
         return {key: t[idx].contiguous() for key, t in self.tensors.items()}
 
+    def head(self, n: int) -> TensorDictDataset:
+        """The first ``n`` samples as a dataset of the same type (views of these tensors: no copy), e.g. the kNN bank."""
+        part = copy.copy(self)
+        part.tensors = {key: t[:n] for key, t in self.tensors.items()}
+        part._length = min(n, self._length)
+        return part
+
 
 class ZooDataModule(L.LightningDataModule):
     """Base for all zoo datamodules.
@@ -90,6 +98,7 @@ class ZooDataModule(L.LightningDataModule):
     def __init__(self) -> None:
         super().__init__()
         self._resume_position: dict[str, int] | None = None  # from a checkpoint, used by the next train loader
+        self._datasets: dict[str, Dataset] | None = None  # split -> dataset, for datamodules that hold them in memory
 
     def train_sampler(self, num_samples: int, seed: int, batch_size: int) -> EpochShuffleSampler:
         """The train loader's sampler: epoch e's order is a function of (seed, e), continued from a checkpoint."""
@@ -118,8 +127,17 @@ class ZooDataModule(L.LightningDataModule):
 
     # ---- what a datamodule provides -----------------------------------------------------------------------------
     def split_dataset(self, split: str, train: bool) -> Dataset:
-        """The dataset of ``split``; ``train=False`` for evaluation samples (no train-time cropping in the workers)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement split_dataset(split, train)")
+        """The dataset of ``split``; ``train=False`` for evaluation samples (no train-time cropping in the workers).
+
+        By default the one that :meth:`setup` stored under ``split`` in ``self._datasets`` (in-memory datamodules);
+        datamodules that build datasets on demand override this."""
+        if self._datasets is None:
+            self.setup()
+        if self._datasets is None:
+            raise NotImplementedError(f"{type(self).__name__}: setup() must fill self._datasets, or override split_dataset")
+        if split not in self._datasets:
+            raise DataError(f"unknown split {split!r}; valid splits: {', '.join(self._datasets)}")
+        return self._datasets[split]
 
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists: ``"val"`` and ``"knn_bank"`` (labelled data, a bank size > 0) are optional."""

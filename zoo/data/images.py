@@ -253,8 +253,14 @@ class ImageTensorDataset(TensorDictDataset):
         if labels is not None and labels.shape != (images.shape[0],):
             raise DataError(f"labels must be [N={images.shape[0]}], got {tuple(labels.shape)}")
         super().__init__({"image": images} if labels is None else {"image": images, "label": labels.long()})
-        self.images = images
-        self.labels = self.tensors.get("label")
+
+    @property
+    def images(self) -> Tensor:
+        return self.tensors["image"]
+
+    @property
+    def labels(self) -> Tensor | None:
+        return self.tensors.get("label")
 
 
 def _nchw(images: np.ndarray) -> Tensor:
@@ -477,8 +483,7 @@ class ImageDataModule(ZooDataModule):
         for split in ("train", "val"):
             idx = torch.from_numpy(self._indices[split])
             datasets[split] = ImageTensorDataset(all_images[idx], all_labels[idx])
-        bank = len(self._indices["knn_bank"])  # a view onto the train split's first rows
-        datasets["knn_bank"] = ImageTensorDataset(datasets["train"].images[:bank], datasets["train"].labels[:bank])
+        datasets["knn_bank"] = datasets["train"].head(len(self._indices["knn_bank"]))  # a view onto its first rows
         if "unlabeled" in raw:
             # pre-training reads the unlabelled images in place (a view onto the memory map: no copy, no labels);
             # the labelled train files feed val and the kNN bank only
@@ -492,12 +497,7 @@ class ImageDataModule(ZooDataModule):
         self._datasets = datasets
 
     def _dataset(self, split: str) -> ImageTensorDataset:
-        if split not in ("train", "val", "test", "knn_bank"):
-            raise DataError(f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
-        if self._datasets is None:
-            self.setup()
-        assert self._datasets is not None
-        return self._datasets[split]
+        return self.split_dataset(split, train=split == "train")  # type: ignore[return-value]
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 images [N, C, H, W], int64 labels [N]) of ``"train" | "val" | "test" | "knn_bank"`` (copies;
@@ -514,9 +514,6 @@ class ImageDataModule(ZooDataModule):
 
     # ---------------------------------------------------------------------------------------------------------------
     # loaders
-
-    def split_dataset(self, split: str, train: bool) -> ImageTensorDataset:
-        return self._dataset(split)
 
     def has_split(self, split: str) -> bool:
         return {"val": self.val_size > 0, "knn_bank": self.knn_bank_size > 0}.get(split, True)

@@ -269,7 +269,14 @@ class SkeletonTensorDataset(TensorDictDataset):
         if skeletons.ndim != 5 or labels.shape != (skeletons.shape[0],):
             raise DataError(f"skeletons must be [N, C, T, V, M] with labels [N], got {tuple(skeletons.shape)} and {tuple(labels.shape)}")
         super().__init__({"skeleton": skeletons, "label": labels.long()})
-        self.skeletons, self.labels = skeletons, self.tensors["label"]
+
+    @property
+    def skeletons(self) -> Tensor:
+        return self.tensors["skeleton"]
+
+    @property
+    def labels(self) -> Tensor:
+        return self.tensors["label"]
 
 
 class SkeletonDataModule(ZooDataModule):
@@ -405,21 +412,13 @@ class SkeletonDataModule(ZooDataModule):
             "val": SkeletonTensorDataset(train_all[val_t], labels_all[val_t]),
             "test": SkeletonTensorDataset(torch.from_numpy(prepared["test"]), torch.from_numpy(test_labels)),
         }
-        bank = min(self.knn_bank_size, len(datasets["train"]))
-        datasets["knn_bank"] = SkeletonTensorDataset(datasets["train"].skeletons[:bank], datasets["train"].labels[:bank])
+        datasets["knn_bank"] = datasets["train"].head(self.knn_bank_size)
         self._datasets = datasets
 
     def dataset(self, split: str) -> SkeletonTensorDataset:
         """The preprocessed ``train`` / ``val`` / ``test`` / ``knn_bank`` split (sets up on first use)."""
-        if split not in ("train", "val", "test", "knn_bank"):
-            raise DataError(f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
-        self.setup()
-        assert self._datasets is not None
-        return self._datasets[split]
+        return self.split_dataset(split, train=split == "train")  # type: ignore[return-value]
 
     # ---- loaders: ZooDataModule's ---------------------------------------------------------------------------------
-    def split_dataset(self, split: str, train: bool) -> SkeletonTensorDataset:
-        return self.dataset(split)
-
     def has_split(self, split: str) -> bool:
         return {"val": self.val_size > 0, "knn_bank": self.knn_bank_size > 0}.get(split, True)

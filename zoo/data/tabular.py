@@ -168,7 +168,15 @@ class TabularTensorDataset(TensorDictDataset):
 
     def __init__(self, features: Tensor, targets: Tensor, target_key: str) -> None:
         super().__init__({"features": features, target_key: targets})
-        self.features, self.targets, self.target_key = features, targets, target_key
+        self.target_key = target_key
+
+    @property
+    def features(self) -> Tensor:
+        return self.tensors["features"]
+
+    @property
+    def targets(self) -> Tensor:
+        return self.tensors[self.target_key]
 
 
 class TabularDataModule(ZooDataModule):
@@ -382,9 +390,7 @@ class TabularDataModule(ZooDataModule):
                 rank_zero_info(f"TabularDataModule({self.what}): missing values in {split} ({len(idx)} rows): {listed}")
             t = torch.from_numpy(idx)
             self._datasets[split] = TabularTensorDataset(features[t], targets_t[t], key)
-        train = self._datasets["train"]
-        bank = min(hp.knn_bank_size, len(train))
-        self._datasets["knn_bank"] = TabularTensorDataset(train.features[:bank], train.targets[:bank], key)
+        self._datasets["knn_bank"] = self._datasets["train"].head(hp.knn_bank_size)
         self.rows = rows
 
     # ---- metadata ---------------------------------------------------------------------------------------------------
@@ -403,11 +409,7 @@ class TabularDataModule(ZooDataModule):
         return len(self.classes) if self.task == "classification" else None
 
     def _dataset(self, split: str) -> TabularTensorDataset:
-        self.setup()
-        assert self._datasets is not None
-        if split not in self._datasets:
-            raise DataError(f"unknown split {split!r}; valid splits: {', '.join(self._datasets)}")
-        return self._datasets[split]
+        return self.split_dataset(split, train=split == "train")  # type: ignore[return-value]
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(preprocessed features float32 [N, D], labels int64 or standardised targets float32 [N]) of a split."""
@@ -415,9 +417,6 @@ class TabularDataModule(ZooDataModule):
         return ds.features.numpy().copy(), ds.targets.numpy().copy()
 
     # ---- loaders: ZooDataModule's -----------------------------------------------------------------------------------
-    def split_dataset(self, split: str, train: bool) -> TabularTensorDataset:
-        return self._dataset(split)
-
     def has_split(self, split: str) -> bool:
         """Every split exists; the kNN bank only for classification (a regression target has no neighbours' vote)."""
         if split == "knn_bank":
