@@ -79,10 +79,11 @@ class ZooDataModule(L.LightningDataModule):
     saved in every checkpoint (``state_dict``), so a run resumed mid-epoch trains on exactly the batches the
     interrupted run had not reached (:mod:`zoo.data.resume`).
 
-    A datamodule provides its data only: :meth:`split_dataset` (``"train"``, ``"val"``, ``"test"``, ``"knn_bank"``),
-    :meth:`has_split` for the optional ones, and the attributes ``batch_size``, ``num_workers``, ``seed``,
-    ``drop_last`` (``pin_memory`` optional); :attr:`collate_fn` when its samples are not dicts of equal-shape tensors.
-    This class builds every loader from them.
+    A datamodule provides its data only, and this class builds every loader from it: its ``setup`` fills
+    ``self._datasets`` (``"train"``, ``"val"``, ``"test"``, ``"knn_bank"`` → dataset; in-memory tensors go in a
+    :class:`TensorDictDataset`) or it overrides :meth:`split_dataset`; :meth:`has_split` says which optional
+    splits exist; the attributes ``batch_size``, ``num_workers``, ``seed``, ``drop_last`` (and ``pin_memory``) set
+    the loaders; :attr:`collate_fn` replaces :func:`collate_batch` when samples are not dicts of equal-shape tensors.
     """
 
     #: whether the train order comes from :meth:`train_sampler` (and is saved in checkpoints)
