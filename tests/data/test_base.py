@@ -24,11 +24,11 @@ class _Arrays(ZooDataModule):
             ids = torch.arange(start, start + n)
             return TensorDictDataset({"x": ids.float()[:, None], "label": ids % 3})
 
-        self._datasets = {"train": rows(0, 16), "val": rows(100, 4), "test": rows(200, 6)}
-        self._datasets["knn_bank"] = self._datasets["train"].head(self.knn_bank_size)
-
-    def has_split(self, split: str) -> bool:
-        return {"val": self.val, "knn_bank": self.knn_bank_size > 0}.get(split, True)
+        self._datasets = {"train": rows(0, 16), "test": rows(200, 6)}
+        if self.val:
+            self._datasets["val"] = rows(100, 4)
+        if self.knn_bank_size > 0:
+            self._datasets["knn_bank"] = self._datasets["train"].head(self.knn_bank_size)
 
 
 def _ids(loader) -> list[int]:
@@ -59,10 +59,18 @@ def test_train_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
 
 
 def test_bad_requests_fail_in_one_line():
-    with pytest.raises(DataError, match=r"unknown split 'tset'; valid splits: train, val, test, knn_bank"):
+    with pytest.raises(DataError, match=r"unknown split 'tset'; valid splits: train, test, val, knn_bank"):
         _Arrays().split_dataset("tset", train=False)
     with pytest.raises(DataError, match="the train split has 16 samples, fewer than batch_size=32"):
         _Arrays(batch_size=32).train_dataloader()
     assert len(_Arrays(batch_size=32, drop_last=False).train_dataloader()) == 1
     with pytest.raises(DataError, match="one row per sample"):
         TensorDictDataset({"x": torch.zeros(3), "y": torch.zeros(4)})
+
+
+def test_a_datamodule_with_its_own_train_loader_has_no_evaluation_loaders():
+    class TrainOnly(ZooDataModule):
+        def train_dataloader(self):
+            return [{"x": torch.zeros(2, 1)}]
+
+    assert TrainOnly().val_dataloader() == [] and TrainOnly().test_dataloader() == []

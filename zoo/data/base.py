@@ -141,8 +141,11 @@ class ZooDataModule(L.LightningDataModule):
         return self._datasets[split]
 
     def has_split(self, split: str) -> bool:
-        """Whether ``split`` exists: ``"val"`` and ``"knn_bank"`` (labelled data, a bank size > 0) are optional."""
-        return True
+        """Whether ``split`` exists (``"val"``, ``"test"`` and ``"knn_bank"`` may not); by default, whether
+        :meth:`setup` stored it."""
+        if self._datasets is None:
+            self.setup()
+        return self._datasets is not None and split in self._datasets
 
     def predict_split(self) -> str:
         return "test"
