@@ -127,6 +127,9 @@ class ZooDataModule(L.LightningDataModule):
         return None
 
     # ---- what a datamodule provides -----------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Read the data and fill ``self._datasets`` (once); called by Lightning, and on first use of a split."""
+
     def split_dataset(self, split: str, train: bool) -> Dataset:
         """The dataset of ``split``; ``train=False`` for evaluation samples (no train-time cropping in the workers).
 
