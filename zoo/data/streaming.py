@@ -403,7 +403,7 @@ class StreamingImageDataModule(ZooDataModule):
     def train_dataloader(self) -> Any:
         """litdata's loader over ``train_dir``, continuing a checkpoint's position when one was loaded."""
         # built here, after the process group exists: litdata reads the world size and rank when it is created
-        loader = self.make_loader(self._dataset(self.train_dir, self.shuffle, self.drop_last))
+        loader = self.make_loader(self.split_dataset("train", train=True))
         if self._loader_state is not None:
             loader.load_state_dict(self._loader_state)
             self._loader_state = None
@@ -411,10 +411,15 @@ class StreamingImageDataModule(ZooDataModule):
         return loader
 
     def split_dataset(self, split: str, train: bool) -> Any:
-        """Unshuffled, evaluation-sized shards of ``split``; the kNN bank is the first ``knn_bank_size`` train samples."""
+        """The train shards as litdata shuffles them (``train=True``), or unshuffled, evaluation-sized shards of
+        ``split``; the kNN bank is the first ``knn_bank_size`` train samples."""
         if split == "knn_bank":
             return _FirstSamples(self._dataset(self.train_dir, shuffle=False, drop_last=False, train=False), self.knn_bank_size)
-        where = {"train": self.train_dir, "val": self.val_dir, "test": self.test_dir}[split]
+        where = {"train": self.train_dir, "val": self.val_dir, "test": self.test_dir}.get(split)
+        if where is None:
+            raise DataError(f"no {split!r} shards: give {split}_dir=" if split in ("val", "test") else f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
+        if train:
+            return self._dataset(where, self.shuffle, self.drop_last)
         return self._dataset(where, shuffle=False, drop_last=False, train=False)
 
     def has_split(self, split: str) -> bool:
