@@ -38,6 +38,7 @@ demo: $(STAMP) fashion-mnist
 	$(BIN)/python -m zoo.demo --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt --export-dir checkpoints/simclr-fashion-mnist
 
 test: $(STAMP)
+	$(BIN)/ruff check zoo tests benchmarks examples
 	$(BIN)/python -m pytest -q
 
 clean:

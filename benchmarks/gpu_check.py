@@ -39,9 +39,10 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -401,11 +402,10 @@ def _nt_xent_equivalence(ctx: Context, s: Section, backend: str, device: str, ti
 
 
 def section_ddp(ctx: Context, s: Section) -> None:
+    import lightning as L
     from torch import nn
 
     from tests.method_cases import CASES
-
-    import lightning as L
 
     case = CASES["simclr"]
     preset = _preset("ddp_bf16.yaml")
@@ -565,7 +565,7 @@ def section_compile(ctx: Context, s: Section) -> None:
                 math.isfinite(compiled_loss), f"loss eager {eager_loss:.4f}, compiled {compiled_loss:.4f}")
 
     for method in ("simclr", "byol", "swav") if ctx.cuda else ("simclr",):
-        attempt(s, f"{method}: compile", lambda: one(method))
+        attempt(s, f"{method}: compile", lambda: one(method))  # noqa: B023 (attempt() calls it at once)
 
 
 def section_channels_last(ctx: Context, s: Section) -> None:
@@ -591,7 +591,7 @@ def section_channels_last(ctx: Context, s: Section) -> None:
         s.check(f"{key}: channels_last speed-up {cl / plain:.2f}×", math.isfinite(loss), f"{plain:.0f} → {cl:.0f} samples/s")
 
     for setting in settings:
-        attempt(s, f"channels_last {setting.backbone}", lambda: one(setting))
+        attempt(s, f"channels_last {setting.backbone}", lambda: one(setting))  # noqa: B023 (attempt() calls it at once)
 
 
 def section_benchmark(ctx: Context, s: Section) -> None:
@@ -622,7 +622,7 @@ def section_benchmark(ctx: Context, s: Section) -> None:
         s.data[label + " table"] = next(out.glob("benchmark-*.md")).read_text()
 
     for argv in runs:
-        attempt(s, f"benchmarks.run {argv[1]} {argv[3]}px", lambda: one(argv))
+        attempt(s, f"benchmarks.run {argv[1]} {argv[3]}px", lambda: one(argv))  # noqa: B023 (attempt() calls it at once)
 
 
 def section_jepa_mfu(ctx: Context, s: Section) -> None:
@@ -648,7 +648,7 @@ def section_jepa_mfu(ctx: Context, s: Section) -> None:
     # the small model first, eager before compiled: what the budget cuts is the slowest
     for name, dims in vits.items():
         for variant, extra in variants:
-            attempt(s, f"{name} {variant}", lambda: one(name, variant, [*common, *dims, *extra]))
+            attempt(s, f"{name} {variant}", lambda: one(name, variant, [*common, *dims, *extra]))  # noqa: B023 (attempt() calls it at once)
 
 
 #: (name, function, GPU budget in s, dry-run budget in s), in running order. The GPU budgets sum to 430 s so the

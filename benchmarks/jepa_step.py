@@ -57,8 +57,8 @@ def build(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.optim.Optimi
 
     # timm's Attention reads this flag when it is constructed, so set it before building the model
     timm.layers.set_fused_attn(args.sdpa)
-    from zoo.registry import create_model
     import zoo.methods  # noqa: F401  (registers the methods)
+    from zoo.registry import create_model
 
     encoder = {
         "img_size": args.img_size, "patch_size": args.patch_size, "in_chans": 3, "embed_dim": args.embed_dim,

@@ -10,8 +10,9 @@ runs its PIL/torchvision transforms in CPU workers.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import timm

@@ -279,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     # import both libraries before any measurement, so no contender's first step pays for them
-    import lightly.loss, lightly.models.modules, lightly.transforms  # noqa: F401, E401
+    import lightly.loss  # noqa: F401
+    import lightly.models.modules  # noqa: F401
+    import lightly.transforms  # noqa: F401
+
     import zoo.methods  # noqa: F401
 
     setting = Setting(args.backbone, args.image_size, args.batch_size, args.num_prototypes, args.device,

@@ -9,8 +9,9 @@ what ``ssl_step`` reads, and what every rank of a distributed run can be handed 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -78,7 +78,7 @@ def test_sync_watch_places_a_sync_warning_at_the_zoo_line_that_caused_it(monkeyp
     def warning_isfinite(x):
         import warnings
 
-        warnings.warn("called a synchronizing CUDA operation", UserWarning)
+        warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=2)
         return isfinite(x)
 
     monkeypatch.setattr(torch, "isfinite", warning_isfinite)

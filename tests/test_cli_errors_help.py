@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from zoo.cli import DATAMODULES, LIGHTNING_COMMANDS, TOOLS, main
 from zoo.registry import BUILTIN_METHODS, first_sentence, get_method
 

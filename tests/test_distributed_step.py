@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -113,7 +112,7 @@ def test_two_process_steps_equal_one_process_on_the_global_batch(run, two_proces
         scale = expected.abs().max().item()
         if scale > 0:
             moved.add(key)
-        torch.testing.assert_close(update, expected, rtol=1e-3, atol=1e-4 * scale + 1e-8, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(update, expected, rtol=1e-3, atol=1e-4 * scale + 1e-8, msg=lambda m: f"{key}: {m}")  # noqa: B023 (called within this iteration)
     # the comparison is only worth something if the steps trained: every weight matrix of the trained networks
     # moved, and so did every EMA target (a wrong gather would otherwise hide behind weights that never change)
     model = case_of(run).build(**RUNS[run])

@@ -19,8 +19,17 @@ from typing import Any
 from safetensors import safe_open
 
 from zoo.hub import (
-    BASELINE_ORDER, CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, dataset_label, format_result, format_settings, read_record,
-    result_rows, rewrite_record, validate_results,
+    BASELINE_ORDER,
+    CARD_NAME,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    dataset_label,
+    format_result,
+    format_settings,
+    read_record,
+    result_rows,
+    rewrite_record,
+    validate_results,
 )  # fmt: skip
 
 HEADER = """# zoo model card

@@ -4,7 +4,8 @@ users' configs) under its new name, with a FutureWarning that names both. A prim
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def renamed(kwargs: Mapping[str, Any] | None, renames: Mapping[str, str], where: str) -> dict[str, Any]:

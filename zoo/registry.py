@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from typing import Any, Callable, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T", bound=type)
 

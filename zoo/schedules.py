@@ -14,7 +14,8 @@ count once, and a resumed run (same ``global_step``) continues the same curve.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 

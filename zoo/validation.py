@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.errors import DataError, InputError
+from zoo.errors import InputError
 
 #: float images may exceed [0, 1] by rounding error only
 _FLOAT_TOLERANCE = 1e-3

@@ -18,11 +18,9 @@ from PIL import Image, ImageOps
 from tests.conftest import TINY_ENCODER
 from tests.method_cases import CASES, TINY_VIT, with_inputs
 from zoo.data.base import DataError
-from zoo.data.image_files import (
-    BadSample, ImageFilesDataModule, collate_images, decode_image, read_file_list, scan_class_folders,
-)
+from zoo.data.image_files import BadSample, ImageFilesDataModule, collate_images, decode_image, read_file_list
 from zoo.data.images import ImageDataModule, write_idx
-from zoo.data.views import ImageViews, _resized_crop_flip, _sample_crop_boxes
+from zoo.nn.views import ImageViews, _resized_crop_flip, _sample_crop_boxes
 
 
 def photo(h: int = 12, w: int = 16, seed: int = 0) -> Image.Image:

@@ -19,7 +19,7 @@ from zoo.data.skeleton import (
     write_ntu_split,
 )
 from zoo.data.skeleton_generator import ACTIONS, generate_actions, write_actions_dataset
-from zoo.data.skeleton_layouts import BODY_PARTS, LAYOUTS, get_layout
+from zoo.nn.skeleton_layouts import BODY_PARTS, LAYOUTS, get_layout
 
 
 # ---- layouts ---------------------------------------------------------------------------------------------------------

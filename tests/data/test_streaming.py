@@ -13,11 +13,10 @@ import torch
 pytest.importorskip("litdata")
 
 import lightning as L  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.data.test_rgb_sets import _cifar_rows, _dump, _expected_cifar  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-
 from tests.distributed import _worker  # noqa: E402
 from zoo.cli import main  # noqa: E402
 from zoo.data.streaming import ImageSource, StreamingImageDataModule, optimize_images  # noqa: E402

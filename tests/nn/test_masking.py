@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from zoo.data.skeleton_layouts import BODY_PARTS, get_layout
 from zoo.nn.masking import skeleton_mask
+from zoo.nn.skeleton_layouts import BODY_PARTS, get_layout
 
 
 @pytest.mark.parametrize("layout_name", ["ntu25", "coco17"])

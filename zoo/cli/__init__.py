@@ -24,8 +24,9 @@ datamodule's ``feature_schema`` to the method's tokenizer.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Nothing here imports torch or Lightning: `zoo`, `zoo --help`, `zoo list` and argument errors answer in well under a
 # second; each command imports what it needs when it runs.

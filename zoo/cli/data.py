@@ -7,6 +7,7 @@ import sys
 
 from zoo.cli.errors import ArgumentParser
 
+
 def optimize(argv: list[str]) -> int:
     from zoo.data.streaming import check_files, check_output_dir, optimize_images, resolve_source
 

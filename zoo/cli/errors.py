@@ -28,7 +28,8 @@ import errno
 import os
 import re
 import sys
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 
 class CLIError(Exception):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from zoo.cli.errors import ArgumentParser, CLIError
 
+
 def export(argv: list[str]) -> int:
     from zoo.atomic import check_writable
 

@@ -32,7 +32,6 @@ from zoo.cli.errors import CLIError, missing_dependency, summarize_parser_error
 from zoo.data.base import ZooDataModule
 from zoo.methods.base import SSLMethod
 
-
 DESCRIPTION = """\
 zoo fit|validate|test|predict --config configs/<method>/<data>.yaml [--config configs/trainer/<preset>.yaml]
 

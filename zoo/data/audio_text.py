@@ -6,7 +6,7 @@ its captions are grouped. Relative paths are resolved against the manifest's fol
 
 The loader only decodes (soundfile: wav/flac/ogg/…), mixes to mono, resamples (polyphase, scipy's
 ``resample_poly``) and cuts a fixed-length window; log-mels, random crops and SpecAugment happen on the device in the
-method (:mod:`zoo.data.audio_features`). Batches::
+method (:mod:`zoo.nn.audio_features`). Batches::
 
     {"audio": float32 [B, clip_samples], "audio_length": int64 [B] (valid samples, the rest is zero padding),
      "caption": list[str], "caption2": list[str] (train: another caption of the clip when it has one),
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.nn.tokenizers import build_vocabulary
@@ -166,6 +166,8 @@ class AudioTextDataModule(ZooDataModule):
     (:meth:`vocabulary`); SLAP reads it from the datamodule when it has none.
     """
 
+    collate_fn = staticmethod(collate_audio_text)  # captions are strings: lists, not tensors
+
     def __init__(
         self,
         manifest: str,
@@ -285,30 +287,15 @@ class AudioTextDataModule(ZooDataModule):
         clips = self.clips(split) if split != "knn_bank" else self.clips("train")[: self.knn_bank_size]
         return AudioTextDataset(clips, class_index, self.sample_rate, self.clip_samples, split == "train" if train is None else train)
 
-    def _loader(self, dataset: AudioTextDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_audio_text,
-            persistent_workers=self.num_workers > 0, **kwargs,
-        )  # fmt: skip
+    def split_dataset(self, split: str, train: bool) -> AudioTextDataset:
+        return self.dataset(split, train=train)
 
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset("train")
-        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
-
-    def _eval_loaders(self, split: str) -> list[DataLoader]:
-        loaders = [self._loader(self.dataset(split), shuffle=False)]
-        if self.knn_bank_size > 0 and self.num_classes:
-            loaders.insert(0, self._loader(self.dataset("knn_bank", train=False), shuffle=False))
-        return loaders
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders("val") if self.val_size > 0 else []
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), shuffle=False)
+    def has_split(self, split: str) -> bool:
+        if split == "val":
+            return self.val_size > 0
+        if split == "knn_bank":  # labelled clips only
+            return self.knn_bank_size > 0 and bool(self.num_classes)
+        return True
 
 
 def _check_header(clip: Clip) -> None:

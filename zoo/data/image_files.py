@@ -8,7 +8,7 @@ the other formats, palette PNGs and anything torchvision rejects go through Pill
 
 :func:`collate_images` pads the images of a batch to its largest height and width (zeros, bottom/right) and records
 each image's valid ``(h, w)`` under ``"image_size"``: random crops are drawn inside that valid area on the device
-(:mod:`zoo.data.views`), so every random number of a view stays a function of (seed, rank, batch, view).
+(:mod:`zoo.nn.views`), so every random number of a view stays a function of (seed, rank, batch, view).
 
 Sources (:func:`scan_class_folders`, :func:`scan_flat_folder`, :func:`read_file_list`): a folder with one subfolder
 per class (labels = sorted folder names), a flat folder (unlabelled), or a CSV/text list of ``path[,label]``
@@ -392,7 +392,7 @@ def read_file_list(list_file: str | Path, root: str | Path | None = None, classe
             index = {c: i for i, c in enumerate(names)}
             unknown = next((r for r in rows if r[2] not in index), None)
             if unknown is not None:
-                raise DataError(f"{list_file} line {unknown[0]}: class {unknown[2]!r} is not among the train classes {names[:10]}")
+                raise DataError(f"{list_file} line {unknown[0]}: class {unknown[2]!r} is not among the train classes {names[:10]}") from None
             labels = np.asarray([index[v] for v in raw], dtype=np.int64)
             classes = names
         if (labels < 0).any():
@@ -486,7 +486,7 @@ class ImageFilesDataModule(ZooDataModule):
 
     Train batches (:func:`collate_images`): ``{"image": uint8 [B, C, Hmax, Wmax]`` zero-padded, ``"image_size":
     [B, 2]`` valid (h, w), ``"label"`` (-1 unlabelled), ``"index"}``; every image stored with its longer side at most
-    ``max_side``. The methods crop inside each valid area on the device (:class:`zoo.data.views.ImageViews`), so
+    ``max_side``. The methods crop inside each valid area on the device (:class:`zoo.nn.views.ImageViews`), so
     their view configs need an ``output_size``. Evaluation batches (kNN bank, val, test, predict) hold the central
     ``eval_size`` square after resizing the shorter side to ``eval_size / crop_fraction`` (224 of 256), so
     ``method.embed(batch["image"])`` sees fixed-size images.
@@ -514,6 +514,8 @@ class ImageFilesDataModule(ZooDataModule):
             readable file in its place (batches keep their size), counts it and warns once per epoch with the count
             and the first paths.
     """
+
+    collate_fn = staticmethod(collate_images)  # images of different sizes: zero-padded, with their sizes
 
     def __init__(
         self,
@@ -700,51 +702,22 @@ class ImageFilesDataModule(ZooDataModule):
             eval_size=None if train else self.eval_size, crop_fraction=self.crop_fraction, on_bad_file=self.on_bad_file,
         )
 
-    def _loader(self, dataset: ImageFileDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_images,
-            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, **kwargs,
-        )
+    def split_dataset(self, split: str, train: bool) -> ImageFileDataset:
+        return self._dataset(split, train)
 
-    def train_dataloader(self) -> DataLoader:
-        """Seeded (seed, epoch) order, resumable mid-epoch (:meth:`ZooDataModule.train_sampler`)."""
-        ds = self._dataset("train", train=True)
-        if self.drop_last and len(ds) < self.batch_size:
-            raise DataError(
-                f"the train split has {len(ds)} images, fewer than batch_size={self.batch_size}: with drop_last=True "
-                "the train loader would yield no batch; lower batch_size or pass drop_last=False"
-            )
-        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
-
-    def _eval_loaders(self, split: str) -> list[DataLoader]:
+    def has_split(self, split: str) -> bool:
+        self.setup()
         assert self._splits is not None
-        if split not in self._splits:
-            return []
-        loaders = [self._loader(self._dataset(split, train=False), shuffle=False, drop_last=False)]
-        if "knn_bank" in self._splits:
-            loaders.insert(0, self._loader(self._dataset("knn_bank", train=False), shuffle=False, drop_last=False))
-        return loaders
-
-    def val_dataloader(self) -> list[DataLoader]:
-        """``[knn_bank_loader, val_loader]`` (labelled), ``[val_loader]`` (unlabelled), ``[]`` without a val split."""
-        self.setup()
-        return self._eval_loaders("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        """As :meth:`val_dataloader`, with the test split."""
-        self.setup()
-        return self._eval_loaders("test")
+        return split in self._splits
 
     def predict_dataloader(self) -> DataLoader:
         """The test split in file order, or every train image (in file order) when there is no test split."""
-        self.setup()
-        assert self._splits is not None
-        split = "test" if "test" in self._splits else "train"
+        split = "test" if self.has_split("test") else "train"
         ds = self._dataset(split, train=False)
         if split == "train":
             order = np.argsort(np.asarray(ds.paths, dtype=object), kind="stable")
             ds.paths, ds.labels = [ds.paths[i] for i in order], ds.labels[order]
-        return self._loader(ds, shuffle=False, drop_last=False)
+        return self.make_loader(ds, shuffle=False, drop_last=False)
 
     # ---------------------------------------------------------------------------------------------------------------
     # skipped files: one warning per epoch (workers cannot warn the main process, so batches carry them)

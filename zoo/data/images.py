@@ -11,17 +11,15 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from torch.utils.data._utils.collate import default_collate
+from torch.utils.data import DataLoader
 
-from zoo.data.base import DataError, ZooDataModule
+from zoo.data.base import DataError, TensorDictDataset, ZooDataModule
 from zoo.data.pseudo_labels import PseudoClassBatchSampler, PseudoLabelConfig, cached_pseudo_labels, resolve_pseudo_label_config
 from zoo.data.rgb_sets import CIFAR_LAYOUTS, cifar_class_names, load_cifar, load_stl10, stl10_class_names
 from zoo.validation import check_labels
@@ -242,12 +240,11 @@ def load_digits_dataset(test_fraction: float = 0.2, seed: int = 0) -> dict[str, 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class ImageTensorDataset(Dataset):
+class ImageTensorDataset(TensorDictDataset):
     """In-memory images (``uint8 [N, C, H, W]``, any strides) and labels (``int64 [N]``); samples are dicts.
 
     ``labels=None`` (an unlabelled split such as STL-10's) gives samples without a ``"label"`` key, so nothing
-    downstream trains or scores on made-up labels. ``__getitems__`` returns a whole collated batch (one fancy-index
-    per batch instead of N item fetches); use :func:`collate_batch` as the DataLoader's ``collate_fn``.
+    downstream trains or scores on made-up labels.
     """
 
     def __init__(self, images: Tensor, labels: Tensor | None) -> None:
@@ -255,35 +252,21 @@ class ImageTensorDataset(Dataset):
             raise DataError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         if labels is not None and labels.shape != (images.shape[0],):
             raise DataError(f"labels must be [N={images.shape[0]}], got {tuple(labels.shape)}")
-        self.images = images
-        self.labels = None if labels is None else labels.long()
+        super().__init__({"image": images} if labels is None else {"image": images, "label": labels.long()})
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
+    @property
+    def images(self) -> Tensor:
+        return self.tensors["image"]
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        if self.labels is None:
-            return {"image": self.images[index].contiguous()}
-        return {"image": self.images[index].contiguous(), "label": self.labels[index]}
-
-    def __getitems__(self, indices: Sequence[int]) -> dict[str, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        if self.labels is None:
-            return {"image": self.images[idx].contiguous()}
-        return {"image": self.images[idx].contiguous(), "label": self.labels[idx]}
+    @property
+    def labels(self) -> Tensor | None:
+        return self.tensors.get("label")
 
 
 def _nchw(images: np.ndarray) -> Tensor:
     """uint8 ``[N, H, W]`` (grayscale) or ``[N, C, H, W]`` as a ``[N, C, H, W]`` tensor sharing memory when it can."""
     array = np.ascontiguousarray(images)
     return torch.from_numpy(array).unsqueeze(1) if array.ndim == 3 else torch.from_numpy(array)
-
-
-def collate_batch(batch: Any) -> Any:
-    """Pass a batch already collated by ``__getitems__`` through; fall back to ``default_collate`` for a list."""
-    if isinstance(batch, Mapping):
-        return batch
-    return default_collate(batch)
 
 
 class ImageDataModule(ZooDataModule):
@@ -500,8 +483,7 @@ class ImageDataModule(ZooDataModule):
         for split in ("train", "val"):
             idx = torch.from_numpy(self._indices[split])
             datasets[split] = ImageTensorDataset(all_images[idx], all_labels[idx])
-        bank = len(self._indices["knn_bank"])  # a view onto the train split's first rows
-        datasets["knn_bank"] = ImageTensorDataset(datasets["train"].images[:bank], datasets["train"].labels[:bank])
+        datasets["knn_bank"] = datasets["train"].head(len(self._indices["knn_bank"]))  # a view onto its first rows
         if "unlabeled" in raw:
             # pre-training reads the unlabelled images in place (a view onto the memory map: no copy, no labels);
             # the labelled train files feed val and the kNN bank only
@@ -515,12 +497,7 @@ class ImageDataModule(ZooDataModule):
         self._datasets = datasets
 
     def _dataset(self, split: str) -> ImageTensorDataset:
-        if split not in ("train", "val", "test", "knn_bank"):
-            raise DataError(f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
-        if self._datasets is None:
-            self.setup()
-        assert self._datasets is not None
-        return self._datasets[split]
+        return self.split_dataset(split, train=split == "train")  # type: ignore[return-value]
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 images [N, C, H, W], int64 labels [N]) of ``"train" | "val" | "test" | "knn_bank"`` (copies;
@@ -538,29 +515,21 @@ class ImageDataModule(ZooDataModule):
     # ---------------------------------------------------------------------------------------------------------------
     # loaders
 
-    def _loader(self, dataset: ImageTensorDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=collate_batch,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            **kwargs,
-        )
+    def has_split(self, split: str) -> bool:
+        return {"val": self.val_size > 0, "knn_bank": self.knn_bank_size > 0}.get(split, True)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled (seeded) train loader; drops the last incomplete batch unless ``drop_last=False``."""
+        """Shuffled by ``(seed, epoch)``, or G-SimCLR pseudo-class batches; drops the last incomplete batch unless
+        ``drop_last=False``."""
+        if self.pseudo_label_config is None:
+            return super().train_dataloader()
         ds = self._dataset("train")
-        if self.drop_last and len(ds) < self.batch_size:
-            raise DataError(
-                f"the train split has {len(ds)} images, fewer than batch_size={self.batch_size}: with drop_last=True "
-                "the train loader would yield no batch; lower batch_size (or val_size), raise train_subset, or pass "
-                "drop_last=False"
-            )
-        if self.pseudo_label_config is not None:
-            return self._pseudo_class_loader(ds)
-        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
+        self.check_train_size(len(ds))
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        sampler = PseudoClassBatchSampler(
+            self.pseudo_labels(self._world_size()), self.batch_size, self.seed, self.drop_last, self._world_size(), rank
+        )
+        return self.make_loader(ds, batch_sampler=sampler)
 
     @property
     def resumable_train_order(self) -> bool:  # type: ignore[override]
@@ -578,33 +547,3 @@ class ImageDataModule(ZooDataModule):
         # the autoencoder and k-means run once, on one process per node; the other ranks read the cache
         if self.pseudo_label_config is not None:
             self.pseudo_labels(self._world_size())
-
-    def _pseudo_class_loader(self, ds: ImageTensorDataset) -> DataLoader:
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        sampler = PseudoClassBatchSampler(
-            self.pseudo_labels(self._world_size()), self.batch_size, self.seed, self.drop_last, self._world_size(), rank
-        )
-        return DataLoader(
-            ds, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate_batch,
-            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
-        )
-
-    def _eval_loaders(self, split: str) -> list[DataLoader]:
-        loaders = [self._loader(self._dataset(split), shuffle=False, drop_last=False)]
-        if self.knn_bank_size > 0:
-            loaders.insert(0, self._loader(self._dataset("knn_bank"), shuffle=False, drop_last=False))
-        return loaders
-
-    def val_dataloader(self) -> list[DataLoader]:
-        """``[knn_bank_loader, val_loader]``; ``[val_loader]`` if ``knn_bank_size == 0``; ``[]`` if ``val_size == 0``."""
-        if self.val_size == 0:
-            return []
-        return self._eval_loaders("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        """``[knn_bank_loader, test_loader]``; ``[test_loader]`` if ``knn_bank_size == 0``."""
-        return self._eval_loaders("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test loader."""
-        return self._loader(self._dataset("test"), shuffle=False, drop_last=False)

@@ -30,8 +30,8 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
 from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
 from torch.utils.data import Sampler
 
 from zoo.data.base import DataError

@@ -23,17 +23,16 @@ from __future__ import annotations
 import io
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.base import DataError, ZooDataModule
-from zoo.data.images import collate_batch
-from zoo.data.skeleton_layouts import SkeletonLayout, get_layout
+from zoo.data.base import DataError, TensorDictDataset, ZooDataModule
+from zoo.nn.skeleton_layouts import SkeletonLayout, get_layout
 from zoo.validation import check_labels
 
 FORMATS = ("ntu", "ctrgcn", "coco", "generated")
@@ -263,24 +262,21 @@ def normalize_skeletons(data: np.ndarray, layout: SkeletonLayout, center: str = 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class SkeletonTensorDataset(Dataset):
+class SkeletonTensorDataset(TensorDictDataset):
     """In-memory skeletons ``float32 [N, C, T, V, M]`` and labels ``int64 [N]``; whole batches via ``__getitems__``."""
 
     def __init__(self, skeletons: Tensor, labels: Tensor) -> None:
         if skeletons.ndim != 5 or labels.shape != (skeletons.shape[0],):
             raise DataError(f"skeletons must be [N, C, T, V, M] with labels [N], got {tuple(skeletons.shape)} and {tuple(labels.shape)}")
-        self.skeletons = skeletons
-        self.labels = labels.long()
+        super().__init__({"skeleton": skeletons, "label": labels.long()})
 
-    def __len__(self) -> int:
-        return self.skeletons.shape[0]
+    @property
+    def skeletons(self) -> Tensor:
+        return self.tensors["skeleton"]
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return {"skeleton": self.skeletons[index], "label": self.labels[index]}
-
-    def __getitems__(self, indices: Sequence[int]) -> dict[str, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"skeleton": self.skeletons[idx], "label": self.labels[idx]}
+    @property
+    def labels(self) -> Tensor:
+        return self.tensors["label"]
 
 
 class SkeletonDataModule(ZooDataModule):
@@ -416,40 +412,13 @@ class SkeletonDataModule(ZooDataModule):
             "val": SkeletonTensorDataset(train_all[val_t], labels_all[val_t]),
             "test": SkeletonTensorDataset(torch.from_numpy(prepared["test"]), torch.from_numpy(test_labels)),
         }
-        bank = min(self.knn_bank_size, len(datasets["train"]))
-        datasets["knn_bank"] = SkeletonTensorDataset(datasets["train"].skeletons[:bank], datasets["train"].labels[:bank])
+        datasets["knn_bank"] = datasets["train"].head(self.knn_bank_size)
         self._datasets = datasets
 
     def dataset(self, split: str) -> SkeletonTensorDataset:
         """The preprocessed ``train`` / ``val`` / ``test`` / ``knn_bank`` split (sets up on first use)."""
-        if split not in ("train", "val", "test", "knn_bank"):
-            raise DataError(f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
-        self.setup()
-        assert self._datasets is not None
-        return self._datasets[split]
+        return self.split_dataset(split, train=split == "train")  # type: ignore[return-value]
 
-    # ---- loaders ----------------------------------------------------------------------------------------------
-    def _loader(self, dataset: SkeletonTensorDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_batch,
-                          persistent_workers=self.num_workers > 0, **kwargs)  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        ds = self.dataset("train")
-        if self.drop_last and len(ds) < self.batch_size:
-            raise DataError(f"the train split has {len(ds)} samples, fewer than batch_size={self.batch_size}; lower batch_size or pass drop_last=False")
-        return self._loader(ds, sampler=self.train_sampler(len(ds), self.seed, self.batch_size), drop_last=self.drop_last)
-
-    def _eval_loaders(self, split: str) -> list[DataLoader]:
-        loaders = [self._loader(self.dataset(split), shuffle=False, drop_last=False)]
-        if self.knn_bank_size > 0:
-            loaders.insert(0, self._loader(self.dataset("knn_bank"), shuffle=False, drop_last=False))
-        return loaders
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return [] if self.val_size == 0 else self._eval_loaders("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), shuffle=False, drop_last=False)
+    # ---- loaders: ZooDataModule's ---------------------------------------------------------------------------------
+    def has_split(self, split: str) -> bool:
+        return {"val": self.val_size > 0, "knn_bank": self.knn_bank_size > 0}.get(split, True)

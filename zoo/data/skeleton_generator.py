@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.skeleton_layouts import get_layout
+from zoo.nn.skeleton_layouts import get_layout
 
 ACTIONS: tuple[str, ...] = (
     "walk", "run", "jump", "wave", "squat", "punch", "kick", "sit_down", "stand_up", "arm_circles",

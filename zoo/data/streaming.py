@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from zoo.data.base import DataError, ZooDataModule
 from zoo.data.image_files import collate_images, decode_image, eval_view
@@ -317,6 +317,8 @@ class StreamingImageDataModule(ZooDataModule):
         max_cache_size: litdata's cache budget, e.g. ``"50GB"``.
     """
 
+    collate_fn = staticmethod(collate_images)
+
     def __init__(
         self,
         train_dir: str,
@@ -390,40 +392,44 @@ class StreamingImageDataModule(ZooDataModule):
             transform=_DecodeSample(where, self.max_side, None if train else self.eval_size, self.crop_fraction), **kwargs,
         )  # fmt: skip
 
-    def _loader(self, dataset: Any) -> Any:
+    def make_loader(self, dataset: Any, **kwargs: Any) -> Any:
+        if isinstance(dataset, _FirstSamples):  # the kNN bank: a plain, map-style dataset
+            return super().make_loader(dataset, persistent_workers=False, **kwargs)
         return _loader_class()(
-            dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_images,
+            dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=self.collate_fn,
             persistent_workers=False, drop_last=self.drop_last and dataset.shuffle,
         )  # fmt: skip
 
     def train_dataloader(self) -> Any:
         """litdata's loader over ``train_dir``, continuing a checkpoint's position when one was loaded."""
         # built here, after the process group exists: litdata reads the world size and rank when it is created
-        loader = self._loader(self._dataset(self.train_dir, self.shuffle, self.drop_last))
+        loader = self.make_loader(self.split_dataset("train", train=True))
         if self._loader_state is not None:
             loader.load_state_dict(self._loader_state)
             self._loader_state = None
         self._train_loader = loader
         return loader
 
-    def _eval_loaders(self, where: str | None) -> list[Any]:
+    def split_dataset(self, split: str, train: bool) -> Any:
+        """The train shards as litdata shuffles them (``train=True``), or unshuffled, evaluation-sized shards of
+        ``split``; the kNN bank is the first ``knn_bank_size`` train samples."""
+        if split == "knn_bank":
+            return _FirstSamples(self._dataset(self.train_dir, shuffle=False, drop_last=False, train=False), self.knn_bank_size)
+        where = {"train": self.train_dir, "val": self.val_dir, "test": self.test_dir}.get(split)
         if where is None:
-            return []
-        loaders = [self._loader(self._dataset(where, shuffle=False, drop_last=False, train=False))]
-        if self.knn_bank_size > 0 and self.num_classes is not None:
-            bank = _FirstSamples(self._dataset(self.train_dir, shuffle=False, drop_last=False, train=False), self.knn_bank_size)
-            loaders.insert(0, DataLoader(bank, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_images))
-        return loaders
+            raise DataError(f"no {split!r} shards: give {split}_dir=" if split in ("val", "test") else f"unknown split {split!r}; valid splits: train, val, test, knn_bank")
+        if train:
+            return self._dataset(where, self.shuffle, self.drop_last)
+        return self._dataset(where, shuffle=False, drop_last=False, train=False)
 
-    def val_dataloader(self) -> list[Any]:
-        return self._eval_loaders(self.val_dir)
+    def has_split(self, split: str) -> bool:
+        if split == "knn_bank":
+            return self.knn_bank_size > 0 and self.num_classes is not None
+        return {"val": self.val_dir, "test": self.test_dir}.get(split, self.train_dir) is not None
 
-    def test_dataloader(self) -> list[Any]:
-        return self._eval_loaders(self.test_dir)
-
-    def predict_dataloader(self) -> Any:
-        """The test shards (the train shards when there are none), unshuffled, evaluation-sized."""
-        return self._loader(self._dataset(self.test_dir or self.train_dir, shuffle=False, drop_last=False, train=False))
+    def predict_split(self) -> str:
+        """The test shards, or the train shards when there are none."""
+        return "test" if self.test_dir is not None else "train"
 
     # ---------------------------------------------------------------------------------------------------------------
     # resume

@@ -30,10 +30,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.base import DataError, ZooDataModule
-from zoo.data.images import collate_batch
+from zoo.data.base import DataError, TensorDictDataset, ZooDataModule
 from zoo.data.sources import get_source, load_source_frame
 
 TASKS = ("auto", "classification", "regression")
@@ -165,21 +163,20 @@ class TabularPreprocessor:
         return np.concatenate([x, np.stack(codes, axis=1) if codes else np.zeros((len(frame), 0))], axis=1).astype(np.float32)
 
 
-class TabularTensorDataset(Dataset):
+class TabularTensorDataset(TensorDictDataset):
     """In-memory features ``float32 [N, D]`` and targets (``int64`` labels or ``float32`` regression targets)."""
 
     def __init__(self, features: Tensor, targets: Tensor, target_key: str) -> None:
-        self.features, self.targets, self.target_key = features, targets, target_key
+        super().__init__({"features": features, target_key: targets})
+        self.target_key = target_key
 
-    def __len__(self) -> int:
-        return self.features.shape[0]
+    @property
+    def features(self) -> Tensor:
+        return self.tensors["features"]
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return {"features": self.features[index], self.target_key: self.targets[index]}
-
-    def __getitems__(self, indices: Sequence[int]) -> dict[str, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"features": self.features[idx], self.target_key: self.targets[idx]}
+    @property
+    def targets(self) -> Tensor:
+        return self.tensors[self.target_key]
 
 
 class TabularDataModule(ZooDataModule):
@@ -261,6 +258,7 @@ class TabularDataModule(ZooDataModule):
         if target is None:
             raise DataError(f"{self.what}: give target= the name of the target column")
         self.dataset, self.path, self._frame, self.target = dataset, path, frame, target
+        self.batch_size, self.num_workers, self.seed, self.drop_last = int(batch_size), int(num_workers), int(seed), bool(drop_last)
         self.task = task
         self._datasets: dict[str, TabularTensorDataset] | None = None
         self.missing_report: dict[str, dict[str, int]] = {}
@@ -392,9 +390,7 @@ class TabularDataModule(ZooDataModule):
                 rank_zero_info(f"TabularDataModule({self.what}): missing values in {split} ({len(idx)} rows): {listed}")
             t = torch.from_numpy(idx)
             self._datasets[split] = TabularTensorDataset(features[t], targets_t[t], key)
-        train = self._datasets["train"]
-        bank = min(hp.knn_bank_size, len(train))
-        self._datasets["knn_bank"] = TabularTensorDataset(train.features[:bank], train.targets[:bank], key)
+        self._datasets["knn_bank"] = self._datasets["train"].head(hp.knn_bank_size)
         self.rows = rows
 
     # ---- metadata ---------------------------------------------------------------------------------------------------
@@ -413,42 +409,20 @@ class TabularDataModule(ZooDataModule):
         return len(self.classes) if self.task == "classification" else None
 
     def _dataset(self, split: str) -> TabularTensorDataset:
-        self.setup()
-        assert self._datasets is not None
-        if split not in self._datasets:
-            raise DataError(f"unknown split {split!r}; valid splits: {', '.join(self._datasets)}")
-        return self._datasets[split]
+        return self.split_dataset(split, train=split == "train")  # type: ignore[return-value]
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(preprocessed features float32 [N, D], labels int64 or standardised targets float32 [N]) of a split."""
         ds = self._dataset(split)
         return ds.features.numpy().copy(), ds.targets.numpy().copy()
 
-    # ---- loaders ----------------------------------------------------------------------------------------------------
-    def _loader(self, dataset: TabularTensorDataset, **kwargs: Any) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(dataset, batch_size=hp.batch_size, num_workers=hp.num_workers, collate_fn=collate_batch,
-                          persistent_workers=hp.num_workers > 0, **kwargs)
+    # ---- loaders: ZooDataModule's -----------------------------------------------------------------------------------
+    def has_split(self, split: str) -> bool:
+        """Every split exists; the kNN bank only for classification (a regression target has no neighbours' vote)."""
+        if split == "knn_bank":
+            self.setup()
+            return self.task == "classification" and self.hparams.knn_bank_size > 0
+        return True
 
-    def train_dataloader(self) -> DataLoader:
-        ds = self._dataset("train")
-        if self.hparams.drop_last and len(ds) < self.hparams.batch_size:
-            raise DataError(f"{self.what}: the train split has {len(ds)} rows, fewer than batch_size={self.hparams.batch_size}; lower batch_size or pass drop_last=False")
-        sampler = self.train_sampler(len(ds), self.hparams.seed, self.hparams.batch_size)
-        return self._loader(ds, sampler=sampler, drop_last=self.hparams.drop_last)
-
-    def _eval_loaders(self, split: str) -> list[DataLoader]:
-        loaders = [self._loader(self._dataset(split), shuffle=False, drop_last=False)]
-        if self.task == "classification" and self.hparams.knn_bank_size > 0:
-            loaders.insert(0, self._loader(self._dataset("knn_bank"), shuffle=False, drop_last=False))
-        return loaders
-
-    def val_dataloader(self) -> list[DataLoader]:
-        """``[knn_bank_loader, val_loader]`` for classification (kNN bank = first train rows), else ``[val_loader]``."""
-        return self._eval_loaders("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), shuffle=False, drop_last=False)
+    def _error_prefix(self) -> str:
+        return f"{self.what}: "

@@ -28,7 +28,8 @@ import contextvars
 import copy
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import timm.optim
@@ -158,7 +159,7 @@ class FineTuner(L.LightningModule):
             self._build_head(int(dim))
         self.views = None
         if views is not None:
-            from zoo.data.views import ImageViews
+            from zoo.nn.views import ImageViews
 
             self.views = ImageViews(views)
         self.metrics = nn.ModuleDict({
@@ -198,7 +199,7 @@ class FineTuner(L.LightningModule):
             self.backbone.requires_grad_(False)
             self.encoder.requires_grad_(trainable)
 
-    def train(self, mode: bool = True) -> "FineTuner":
+    def train(self, mode: bool = True) -> FineTuner:
         """Train mode for the head (and the encoder when it trains); a frozen encoder and the SSL model's other parts
         stay in eval mode, so BatchNorm keeps the pretrained statistics."""
         super().train(mode)

@@ -1,4 +1,4 @@
-"""Audio encoder: log-mel spectrogram (computed on the device, :class:`zoo.data.audio_features.LogMel`) → a small
+"""Audio encoder: log-mel spectrogram (computed on the device, :class:`zoo.nn.audio_features.LogMel`) → a small
 CNN after PANNs (Kong et al. 2020, arXiv 1912.10211: per-band BatchNorm of the log-mel, conv-BN-ReLU stages, then
 frequency mean and time max + mean pooling), with one stride-2 conv per stage instead of PANNs' two convs + pooling
 so that it trains on a CPU. A small stand-in for SLAP's HTS-AT."""
@@ -9,7 +9,7 @@ from typing import TypedDict
 
 from torch import Tensor, nn
 
-from zoo.data.audio_features import LogMel, LogMelConfig
+from zoo.nn.audio_features import LogMel, LogMelConfig
 
 
 class AudioEncoderConfig(TypedDict, total=False):

@@ -8,10 +8,11 @@ loaded with ``from_pretrained`` embeds raw images with no outside preprocessing.
 from __future__ import annotations
 
 import contextvars
-from functools import partial
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TypedDict
+from typing import Any, TypedDict
 
 import timm
 import torch

@@ -21,8 +21,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     from torch_geometric.nn import GINConv
 
-from zoo.data.skeleton_layouts import get_layout
 from zoo.deprecation import renamed
+from zoo.nn.skeleton_layouts import get_layout
 
 
 class SkeletonEncoderConfig(TypedDict, total=False):

@@ -13,13 +13,14 @@ sequence when ``keep`` is None (the target encoder, and downstream use).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, TypedDict
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
 
-from zoo.nn.tokens import gather_tokens, sincos_1d
 from zoo.deprecation import renamed
+from zoo.nn.tokens import gather_tokens, sincos_1d
 
 
 class TabularEncoderConfig(TypedDict, total=False):

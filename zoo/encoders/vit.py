@@ -13,7 +13,8 @@ normalised inside with the configured mean/std, so a Hub checkpoint embeds raw i
 
 from __future__ import annotations
 
-from typing import Any, Sequence, TypedDict
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import torch
 from timm.models import checkpoint_seq

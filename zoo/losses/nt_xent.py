@@ -4,8 +4,8 @@ Normalisation: the paper's 1/(2N) — the mean over the 2n anchors of this rank;
 then gives the mean over all 2N = 2nW anchors. (The TF reference sums the two directions, i.e. twice this value.)
 
 Distributed form: each rank's anchors are compared with the views of the *global* batch, gathered with gradient;
-the positive of local anchor i on rank r sits in column r·n + i (the rank offset peers have got wrong), and the
-anchor's own column in the same-view block is masked.
+the positive of local anchor i on rank r sits in column r·n + i (without the offset r·n every rank would pair its
+anchors with rank 0's samples), and the anchor's own column in the same-view block is masked.
 """
 
 from __future__ import annotations

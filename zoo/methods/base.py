@@ -17,8 +17,9 @@ Batches are dicts. Labels, when a datamodule has them, are under ``"label"`` and
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import lightning as L
 import timm.optim
@@ -26,14 +27,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from zoo.data.views import view_generator
+from zoo import schedules
 from zoo.eval.collapse import CollapseWarning, collapse_message
 from zoo.eval.probe import OnlineLinearProbe
 from zoo.eval.suite import EvaluationSuite
-from zoo import schedules
 from zoo.hub import HubMixin
+from zoo.nn.views import view_generator
 from zoo.validation import check_checkpoint_classes, check_train_loader
-
 
 #: timm optimizer names that build a torch optimizer with fused kernels (``fused=True``)
 _FUSED_OPTIMIZERS = ("sgd", "nesterov", "momentum", "adam", "adamw")
@@ -336,7 +336,8 @@ class SSLMethod(HubMixin, L.LightningModule):
         Under FSDP (Lightning's ``FSDPStrategy``) each rank holds a slice of one flat parameter between steps, and
         those slices do not line up with whole weights (an online weight's slice and its EMA target's are different
         elements; a prototype row may straddle ranks); the update then runs on the gathered weights and each rank
-        keeps its shard of the result. (Unverified on a GPU so far: FSDP needs one.)"""
+        keeps its shard of the result. FSDP needs GPUs, so the CPU tests do not reach this branch; the
+        ``fsdp`` section of benchmarks/gpu_check.py runs it (BYOL, SwAV)."""
         model = self._trainer.strategy.model if self._trainer is not None else None
         if model is None or not torch.distributed.is_available():
             return contextlib.nullcontext()

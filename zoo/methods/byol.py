@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.data.views import ImageViewConfig, ImageViews
 from zoo.encoders.image import ImageEncoder, ImageEncoderConfig
 from zoo.losses.byol import symmetric_byol_loss
 from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
 from zoo.nn.heads import MLPHead
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.registry import register_method
 from zoo.validation import check_images
 

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.data.views import ImageViewConfig, ImageViews
 from zoo.encoders.vit import ViTEncoder, ViTEncoderConfig
 from zoo.losses.jepa import JEPALossKind, jepa_loss
 from zoo.methods.base import SSLOutput
@@ -18,6 +17,7 @@ from zoo.methods.momentum import MomentumMethod
 from zoo.nn.block_masking import MultiBlockMaskConfig, multi_block_masks, resolve_multi_block_config
 from zoo.nn.jepa_predictor import JEPAPredictor, migrate_predictor_state
 from zoo.nn.tokens import PosEmbedOrder, TokenMasks, apply_masks, sincos_2d
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.registry import register_method
 from zoo.validation import check_images
 

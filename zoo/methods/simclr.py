@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.data.views import ImageViewConfig, ImageViews
 from zoo.encoders.image import ImageEncoder, ImageEncoderConfig
 from zoo.losses.nt_xent import nt_xent_loss
 from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.nn.heads import MLPHead
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.registry import register_method
 from zoo.validation import check_images
 

@@ -4,7 +4,8 @@ Pre-training" (arXiv 2307.08476). The official repository has no code; the loss 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 
 from zoo.deprecation import renamed
 from zoo.encoders.skeleton import RENAMED_KEYS as SKELETON_RENAMED_KEYS
-from zoo.encoders.skeleton import STRLHead, SkeletonEncoder, SkeletonEncoderConfig, gin_layer, masked_person_mean
+from zoo.encoders.skeleton import SkeletonEncoder, SkeletonEncoderConfig, STRLHead, gin_layer, masked_person_mean
 from zoo.losses.sce import scaled_cosine_error
 from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.nn.distributed import mean_over_ranks

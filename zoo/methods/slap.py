@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.data.audio_features import SLAP_SPEC_AUGMENT, SpecAugmentConfig, random_crops, spec_augment
 from zoo.deprecation import renamed
 from zoo.encoders.audio import AudioEncoder, AudioEncoderConfig
 from zoo.encoders.text import RENAMED_KEYS as TEXT_RENAMED_KEYS
@@ -19,6 +18,7 @@ from zoo.losses.clip import INIT_LOGIT_SCALE, symmetric_info_nce
 from zoo.losses.slap import SLAP_INTER_WEIGHT, slap_loss
 from zoo.methods.base import SSLOutput
 from zoo.methods.momentum import MomentumMethod
+from zoo.nn.audio_features import SLAP_SPEC_AUGMENT, SpecAugmentConfig, random_crops, spec_augment
 from zoo.nn.heads import MLPHead
 from zoo.nn.tokenizers import WordTokenizer
 from zoo.registry import register_method

@@ -11,12 +11,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.data.views import ImageViewConfig, ImageViews
 from zoo.encoders.image import ImageEncoder, ImageEncoderConfig
 from zoo.losses.swav import SwAVLoss, swav_loss
 from zoo.methods.base import SSLMethod, SSLOutput
 from zoo.nn.distributed import is_distributed, rank, world_size
 from zoo.nn.heads import MLPHead, Prototypes
+from zoo.nn.views import ImageViewConfig, ImageViews
 from zoo.registry import register_method
 from zoo.validation import check_images
 

@@ -3,7 +3,8 @@ arXiv 2410.05016). Reference code: jose-melo/t-jepa (src/encoder.py, src/mask.py
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -3,12 +3,12 @@ joint masking (its ablation alternative)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from zoo.data.skeleton_layouts import BODY_PARTS, SkeletonLayout
+from zoo.nn.skeleton_layouts import BODY_PARTS, SkeletonLayout
 
 SKELETON_MASK_STRATEGIES = ("parts", "random_parts", "random_joints")
 

@@ -1,5 +1,5 @@
-"""T-JEPA's feature masks (Thimonier et al. 2025, §3; release jose-melo/t-jepa src/mask.py), with the [REG] offset
-fixed.
+"""T-JEPA's feature masks (Thimonier et al. 2025, §3; release jose-melo/t-jepa src/mask.py), with feature positions
+offset past the [REG] tokens.
 
 Per batch, a context size n_ctx and a target size n_tgt are drawn from share ranges of the D features; per sample the
 features are shuffled, the first n_ctx form the context, and each of the ``num_targets`` target masks is a random

@@ -11,7 +11,8 @@ tokens to predict). :func:`apply_masks` gathers every target mask of a batch at 
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor

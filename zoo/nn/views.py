@@ -285,7 +285,7 @@ def _resized_crop_flip(images: Tensor, boxes: Tensor, flip: Tensor, size: int, v
     return (rows[:, None] @ images) @ cols[:, None].transpose(-1, -2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _color_constants(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """(luma [3], RGB->YIQ [3, 3], YIQ->RGB [3, 3]) in float32 on ``device``, made once per device: copying them
     from the host on every call would synchronise a CUDA stream. Never modified in place."""

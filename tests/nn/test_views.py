@@ -1,4 +1,4 @@
-"""Tests for the batched on-device image views (zoo.data.views)."""
+"""Tests for the batched on-device image views (zoo.nn.views)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zoo.data.views import (
+from zoo.nn.views import (
     DEFAULT_VIEW_CONFIG,
     ImageViewConfig,
     ImageViews,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.data.audio_features import LogMel, mel_filterbank, random_crops, spec_augment
+from zoo.nn.audio_features import LogMel, mel_filterbank, random_crops, spec_augment
 
 
 def reference_filterbank(n_freqs, n_mels, sr, f_min, f_max):
