@@ -396,6 +396,20 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
 
     method_name: str = ""
 
+    def set_results(self, results: list[dict[str, Any]]) -> None:
+        """Keep evaluation results (entries of the results record: protocol, metric, value, std, seeds, model,
+        dataset, split, settings) on the model: ``training_record()["results"]`` returns them and ``save_pretrained``
+        writes them to the ``"results"`` metadata key of model.safetensors."""
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise ValueError(f"set_results takes a list of result dicts, got {type(results).__name__}")
+        for i, entry in enumerate(results):
+            missing = [k for k in ("protocol", "metric", "value", "model") if k not in entry]
+            if missing:
+                raise ValueError(f"set_results: entry {i} has no {missing}: {entry}")
+            if not isinstance(entry["value"], (int, float)) or isinstance(entry["value"], bool):
+                raise ValueError(f"set_results: entry {i} value must be a number, got {entry['value']!r}")
+        self._training_record = {**self.training_record(), "results": json.loads(json.dumps(results))}  # type: ignore[attr-defined]
+
     def init_args(self) -> dict[str, Any]:
         """The init args that rebuild this model (JSON values): ``type(m)(**m.init_args())``."""
         hparams = {k: v for k, v in dict(self.hparams).items() if not k.startswith("_")}
@@ -469,11 +483,11 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
 
     def save_weights(self, path: Path, omitted: list[str]) -> None:
         """model.safetensors without the sub-modules ``omitted`` (named in the file's metadata for the loader)."""
-        metadata = {
-            "format": "pt",
-            "method": self.method_name,
-            "training_record": json.dumps(self.training_record()),  # type: ignore[attr-defined]
-        }
+        record = dict(self.training_record())  # type: ignore[attr-defined]
+        results = record.pop("results", None)
+        metadata = {"format": "pt", "method": self.method_name, "training_record": json.dumps(record)}
+        if results is not None:
+            metadata["results"] = json.dumps(results)
         if not omitted:
             save_model(self, str(path), metadata=metadata)
             return
@@ -512,7 +526,14 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
             config_json=json.dumps(config, indent=2, sort_keys=True),
             # the run's own metrics; learning-rate monitor entries and the like are not results
             metrics_section=_markdown_table(
-                {k: v for k, v in (record.get("metrics") or {}).items() if k.startswith(("train/", "val/", "test/"))},
+                {
+                    **{k: v for k, v in (record.get("metrics") or {}).items() if k.startswith(("train/", "val/", "test/"))},
+                    **{
+                        f"{r['split']}/{r['protocol']}_{r['metric']} ({r['model']})": f"{r['value']:.4f}"
+                        + (f" ± {r['std']:.4f}" if r.get("std") is not None else "")
+                        for r in record.get("results") or []
+                    },
+                },
                 ("metric", "value"),
             ),
             limitations=kwargs.get(
@@ -561,6 +582,8 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         metadata = load_safetensors_strict(model, resolve_file(model_id, WEIGHTS_NAME, **download))
         if "training_record" in metadata:
             model._training_record = json.loads(metadata["training_record"])
+        if "results" in metadata:
+            model._training_record = {**getattr(model, "_training_record", {}), "results": json.loads(metadata["results"])}
         model.to(map_location)
         model.eval()
         return model
