@@ -319,7 +319,7 @@ class Pretrained:
 
     @classmethod
     def load(cls, src: str | Path, data: str | None = None, data_dir: str | Path | None = None,
-             like: "Pretrained | None" = None, **data_overrides: Any) -> "Pretrained":  # fmt: skip
+             like: Pretrained | None = None, **data_overrides: Any) -> Pretrained:  # fmt: skip
         """Load ``src`` once (see the module docstring). ``data``/``data_dir``/``data_overrides`` say where
         :meth:`datamodule` finds the data: by default the training record's datamodule; ``like``: an encoder
         without a record (timm) reads the data of this other loaded model (the same datamodule object)."""
@@ -332,7 +332,7 @@ class Pretrained:
         return cls(model, record, src, "pretrained", data, data_dir, dict(data_overrides))
 
     @classmethod
-    def _load_timm(cls, src: str, data: str | None, data_dir: str | None, overrides: dict[str, Any], like: "Pretrained | None") -> "Pretrained":
+    def _load_timm(cls, src: str, data: str | None, data_dir: str | None, overrides: dict[str, Any], like: Pretrained | None) -> Pretrained:
         if data is None and like is None:
             raise SourceError(f"{src}: an encoder zoo did not train has no training record; pass --data (a datamodule YAML or a dataset name)")
         shell = cls(None, {}, src, src, data, data_dir, dict(overrides))
@@ -397,7 +397,7 @@ class Pretrained:
         return self._embeddings[key]
 
     # ---- baselines -----------------------------------------------------------------------------------------------
-    def random_init(self, seed: int = 0) -> "Pretrained":
+    def random_init(self, seed: int = 0) -> Pretrained:
         """The same architecture with fresh weights: built from the same init args under ``torch.manual_seed(seed)``
         in a forked RNG (so nothing drawn before, and nothing after, changes them), without any initial weights its
         config names (``encoder.pretrained``). Same seed, same torch and timm: bit-identical weights on any machine
@@ -415,7 +415,7 @@ class Pretrained:
         model.eval()
         return Pretrained(model, self.record, self.source, "random-init", self.data, self.data_dir, dict(self.data_overrides), self._datamodule)
 
-    def raw_inputs(self) -> "Pretrained":
+    def raw_inputs(self) -> Pretrained:
         """The raw-input baseline: the model's inputs themselves, flattened to float vectors (pixels, normalised
         coordinates, preprocessed table features, waveform samples)."""
         return Pretrained(RawInputs(self.input_key), self.record, self.source, "raw-input", self.data, self.data_dir,

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -183,17 +184,17 @@ def run_finetune(p: Pretrained, epochs: int = 10, lr: float = 0.1, seeds: Sequen
     test_x, test_y = p.inputs("test")
     train_x, train_y, test_x, test_y = _limit(train_x, limit_train), _limit(train_y, limit_train), _limit(test_x, limit_test), _limit(test_y, limit_test)
     classes = _classes(p, train_y)
+    key = p.input_key
+
+    def loader(x: Tensor, y: Tensor, shuffle: bool) -> DataLoader:
+        collate = lambda rows: {key: torch.stack([r[0] for r in rows]), "label": torch.stack([r[1] for r in rows])}
+        return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=shuffle, collate_fn=collate)
+
     values = []
     start = time.perf_counter()
     for seed in seeds:
         L.seed_everything(seed, verbose=False)
         model = finetuner(p, classes, lr=lr, input_shape=tuple(train_x.shape[1:]))
-        key = p.input_key
-
-        def loader(x: Tensor, y: Tensor, shuffle: bool) -> DataLoader:
-            ds = TensorDataset(x, y)
-            return DataLoader(ds, batch_size=64, shuffle=shuffle, collate_fn=lambda rows: {key: torch.stack([r[0] for r in rows]), "label": torch.stack([r[1] for r in rows])})
-
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
         trainer.fit(model, train_dataloaders=loader(train_x, train_y, True))
@@ -211,7 +212,7 @@ def finetuner(p: Pretrained, num_classes: int, lr: float, input_shape: tuple[int
     from zoo.downstream.pretrained import RawInputs
     from zoo.finetune_skeleton import SkeletonClassifier
 
-    common = dict(input_shape=input_shape, optimizer="sgd", lr=lr, warmup_epochs=1.0, head_hidden_dim=64)
+    common = {"input_shape": input_shape, "optimizer": "sgd", "lr": lr, "warmup_epochs": 1.0, "head_hidden_dim": 64}
     if isinstance(p.model, RawInputs):
         return SkeletonClassifier(None, num_classes, mode="linear", **common)
     return SkeletonClassifier(copy.deepcopy(p.model).train(), num_classes, mode="finetune", **common)

@@ -27,8 +27,9 @@ import copy
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -282,7 +283,10 @@ def _hist_gradient_boosting(
 ) -> dict[str, float]:
     """sklearn HistGradientBoosting (learning rate 0.05, native categoricals) for ``rounds`` rounds; the number of
     rounds used for test is the one with the best val metric (staged predictions: early stopping on val)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+    )
 
     categorical = [False] * num_numeric + [True] * num_categorical
     cls = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
