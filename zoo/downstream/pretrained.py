@@ -229,7 +229,9 @@ class TimmImageModel(nn.Module):
 
         if not timm.is_model(architecture):
             raise SourceError(f"timm:{architecture}: not a timm model name (timm.list_models() lists them)")
-        self.architecture, self.weights, self.model_args = architecture, weights, dict(model_args or {})
+        # a timm folder's model_args name the channels and classes it was saved with; the data decides them here
+        model_args = {k: v for k, v in (model_args or {}).items() if k not in ("in_chans", "num_classes")}
+        self.architecture, self.weights, self.model_args = architecture, weights, model_args
         self.method_name = name or f"timm:{architecture}"
         try:
             self.backbone = create_backbone(architecture, in_chans, self.model_args, weights or False)
@@ -413,13 +415,16 @@ class Pretrained:
                 with saved_weights_follow():
                     model = contextvars.Context().run(lambda: type(self.model)(**self.model.init_args()))
         model.eval()
-        return Pretrained(model, self.record, self.source, "random-init", self.data, self.data_dir, dict(self.data_overrides), self._datamodule)
+        return self._baseline(model, "random-init")
 
     def raw_inputs(self) -> Pretrained:
         """The raw-input baseline: the model's inputs themselves, flattened to float vectors (pixels, normalised
         coordinates, preprocessed table features, waveform samples)."""
-        return Pretrained(RawInputs(self.input_key), self.record, self.source, "raw-input", self.data, self.data_dir,
-                          dict(self.data_overrides), self._datamodule)  # fmt: skip
+        return self._baseline(RawInputs(self.input_key), "raw-input")
+
+    def _baseline(self, model: Any, name: str) -> Pretrained:
+        # the same datamodule object: a baseline is scored on exactly the splits the model is
+        return Pretrained(model, self.record, self.source, name, self.data, self.data_dir, dict(self.data_overrides), self.datamodule())
 
 
 class RawInputs(nn.Module):
