@@ -6,30 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.method_cases import CASES
+from tests.downstream import save_tiny_simclr
 from zoo.data.base import DataError
-from zoo.downstream.pretrained import (
-    Pretrained,
-    SourceError,
-    build_datamodule,
-    relocate_data,
-)
-
-DIGITS = {"class": "ImageDataModule", "dataset": "digits", "val_size": 100, "knn_bank_size": 100}
+from zoo.downstream.pretrained import Pretrained, SourceError, build_datamodule, relocate_data
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """A tiny SimCLR saved as `zoo fit` + `zoo export` would, its record naming the digits data."""
-    model = CASES["simclr"].build()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # weights that differ from any seed's initialisation, as trained ones do
-        for param in model.parameters():
-            param.add_(0.01 * torch.randn(param.shape, generator=g))
-    model._training_record = {"data": dict(DIGITS), "epochs_completed": 1}
-    out = tmp_path_factory.mktemp("hub") / "simclr"
-    model.save_pretrained(out)
-    return out
+    return save_tiny_simclr(tmp_path_factory.mktemp("hub") / "simclr")
 
 
 def _weights_digest(model: torch.nn.Module) -> list[float]:

@@ -166,7 +166,7 @@ def run_tabular(p: Pretrained, seeds: Sequence[int] = (0, 1, 2), adapter: str = 
             name, extra = "hist-gradient-boosting", {"head": "hist-gradient-boosting", "rounds": boosting_rounds}
         elif raw:
             extra = {"input": "one-hot raw features"}
-        entry = result("tabular", outcome.metric, mean, p, "test", {**settings, **extra}, std=std, seeds=seeds)
+        entry = result("tabular", outcome.metric, mean, p, "test", {**settings, **extra}, std=std if len(seeds) > 1 else None, seeds=seeds)
         entry["model"] = name
         out.append(entry)
     return out
