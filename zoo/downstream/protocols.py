@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,13 +196,34 @@ def run_finetune(p: Pretrained, epochs: int = 10, lr: float = 0.1, seeds: Sequen
     for seed in seeds:
         L.seed_everything(seed, verbose=False)
         model = finetuner(p, classes, lr=lr, input_shape=tuple(train_x.shape[1:]))
-        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-        trainer.fit(model, train_dataloaders=loader(train_x, train_y, True))
-        values.append(float(trainer.test(model, dataloaders=loader(test_x, test_y, False), verbose=False)[0]["test/acc"]))
+        with _quiet_lightning():
+            trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+            trainer.fit(model, train_dataloaders=loader(train_x, train_y, True))
+            values.append(float(trainer.test(model, dataloaders=loader(test_x, test_y, False), verbose=False)[0]["test/acc"]))
     settings = {"epochs": epochs, "lr": lr, "optimizer": "sgd", "train_size": len(train_x), "seconds": round(time.perf_counter() - start, 1)}
     std = statistics.stdev(values) if len(values) > 1 else None
     return [result("finetune", "accuracy", statistics.fmean(values), p, "test", settings, std=std, seeds=list(seeds) if len(seeds) > 1 else None)]
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """The table is the output: no Trainer banners (GPU/TPU lines, tips) or notes about the val loop it skips."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*val_dataloader.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def finetuner(p: Pretrained, num_classes: int, lr: float, input_shape: tuple[int, ...]) -> Any:
