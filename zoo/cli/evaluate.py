@@ -70,6 +70,7 @@ def parser() -> Any:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="tabular: head seeds (default 0 1 2); finetune: default 0")
     p.add_argument("--random-seed", type=int, default=0, help="seed of the random-init baseline's weights")
     p.add_argument("--epochs", type=int, default=None, help="finetune epochs (default 10); tabular: max head epochs (default 200)")
+    p.add_argument("--patience", type=int, default=None, help="tabular: epochs without a better val metric before the head stops (default 16)")
     p.add_argument("--output", "-o", default=None, help="write the result entries as JSON here")
     p.add_argument("--export", default=None, metavar="DIR", help="save the (first) zoo model with its results as a Hub folder, reloaded and checked")
     p.add_argument("--inference-only", action="store_true", help="--export without what from_pretrained rebuilds (EMA targets)")
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> int:
     from zoo.cli.errors import CLIError
 
     args = parser().parse_args(argv)
-    for flag in ("limit_train", "limit_test", "knn_k", "epochs"):
+    for flag in ("limit_train", "limit_test", "knn_k", "epochs", "patience"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise CLIError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
@@ -124,6 +125,8 @@ def main(argv: list[str]) -> int:
         settings["seeds"] = tuple(args.seeds)
     if args.epochs:
         settings["epochs"] = settings["max_epochs"] = args.epochs
+    if args.patience:
+        settings["patience"] = args.patience
 
     subjects = list(loaded)
     for baseline in args.baselines:
