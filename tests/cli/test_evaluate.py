@@ -53,7 +53,7 @@ def test_evaluate_export_and_reload(folder, tmp_path, capsys):
         ("knn", "pretrained"), ("knn", "random-init"), ("knn", "raw-input"),
         ("linear", "pretrained"), ("linear", "random-init"), ("linear", "raw-input"),
     ]  # fmt: skip
-    assert results[1]["settings"]["init_seed"] == 0 and results[0]["settings"]["bank_size"] == 200
+    assert results[1]["settings"]["init_seeds"] == [0] and results[1]["std"] is None and results[0]["settings"]["bank_size"] == 200
     raw_knn = results[2]["value"]
     assert raw_knn > 0.8  # raw digits pixels: the protocol really classifies
     reloaded = zoo.from_pretrained(export)
@@ -61,9 +61,12 @@ def test_evaluate_export_and_reload(folder, tmp_path, capsys):
     assert f"test/knn_accuracy (raw-input) | {raw_knn:.4f}" in (export / "README.md").read_text()
     # a second export into the same folder replaces zoo's files and keeps the user's
     (export / "notes.txt").write_text("mine")
-    assert main(["evaluate", str(folder), "--protocol", "knn", *QUICK, "--export", str(export)]) == 0
+    args = ["evaluate", str(folder), "--protocol", "knn", *QUICK, "--baselines", "random", "--random-seeds", "0", "1", "--export", str(export)]
+    assert main(args) == 0
     assert (export / "notes.txt").read_text() == "mine"
-    assert [r["model"] for r in zoo.from_pretrained(export).training_record()["results"]] == ["pretrained"]
+    pretrained, random_init = zoo.from_pretrained(export).training_record()["results"]
+    assert pretrained["model"] == "pretrained" and random_init["model"] == "random-init"
+    assert random_init["settings"]["init_seeds"] == [0, 1] and random_init["std"] is not None  # a spread over two inits
 
 
 def test_a_zoo_model_and_a_timm_backbone_in_one_table(folder, capsys):

@@ -68,7 +68,8 @@ def parser() -> Any:
     p.add_argument("--knn-k", type=int, default=200)
     p.add_argument("--knn-temperature", type=float, default=0.1)
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="tabular: head seeds (default 0 1 2); finetune: default 0")
-    p.add_argument("--random-seed", type=int, default=0, help="seed of the random-init baseline's weights")
+    p.add_argument("--random-seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="seeds of the random-init baseline's weights; several: mean ± std over them (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="finetune epochs (default 10); tabular: max head epochs (default 200)")
     p.add_argument("--patience", type=int, default=None, help="tabular: epochs without a better val metric before the head stops (default 16)")
     p.add_argument("--output", "-o", default=None, help="write the result entries as JSON here")
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
         raise CLIError(f"--data-dir {args.data_dir}: no such folder")
 
     from zoo.downstream import Pretrained
-    from zoo.downstream.protocols import DEFAULT_PROTOCOLS, PROTOCOLS, run
+    from zoo.downstream.protocols import DEFAULT_PROTOCOLS, PROTOCOLS, over_init_seeds, run
     from zoo.downstream.report import export_with_results, table
 
     start = time.perf_counter()
@@ -128,19 +129,20 @@ def main(argv: list[str]) -> int:
     if args.patience:
         settings["patience"] = args.patience
 
-    subjects = list(loaded)
+    subjects: list[Any] = [[p] for p in loaded]
     for baseline in args.baselines:
-        subjects.append(loaded[0].random_init(args.random_seed) if baseline == "random" else loaded[0].raw_inputs())
+        if baseline == "random":
+            subjects.append([loaded[0].random_init(seed) for seed in args.random_seeds])
+        else:
+            subjects.append([loaded[0].raw_inputs()])
     results: list[dict[str, Any]] = []
     for name in protocols:
-        for p in subjects:
-            if p.name in ("random-init", "raw-input") and (p.name.split("-")[0]) not in PROTOCOLS[name].baselines:
+        for group in subjects:
+            kind = group[0].name.split("-")[0]
+            if group[0].name in ("random-init", "raw-input") and kind not in PROTOCOLS[name].baselines:
                 continue
-            entries = run(p, name, **settings)
-            if p.name == "random-init":
-                for e in entries:
-                    e["settings"] = {**e["settings"], "init_seed": args.random_seed}
-            results.extend(entries)
+            runs = [run(p, name, **settings) for p in group]
+            results.extend(over_init_seeds(runs, args.random_seeds) if group[0].name == "random-init" else runs[0])
     print(table(results))
     if args.output:
         from zoo.atomic import write_atomic

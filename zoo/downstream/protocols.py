@@ -240,6 +240,23 @@ def finetuner(p: Pretrained, num_classes: int, lr: float, input_shape: tuple[int
     return SkeletonClassifier(copy.deepcopy(p.model).train(), num_classes, mode="finetune", **common)
 
 
+def over_init_seeds(runs: list[list[dict[str, Any]]], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """The random-init baseline's entries of several weight seeds (one list per seed, in the same order) as one
+    entry per metric: the mean, the std over the seeds (None for one seed), the seeds in ``settings["init_seeds"]``.
+    Its cosine kNN is fragile (a random encoder's embeddings are nearly collinear), so a spread says more than one
+    seed's number."""
+    out = []
+    for group in zip(*runs):
+        values = [e["value"] for e in group]
+        entry = dict(group[0])
+        entry["value"] = round(statistics.fmean(values), 6)
+        if len(values) > 1:
+            entry["std"] = round(statistics.stdev(values), 6)
+        entry["settings"] = {**entry["settings"], "init_seeds": list(seeds)}
+        out.append(entry)
+    return out
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "knn": Protocol("knn", ("image", "tabular", "skeleton", "audio"), run_knn, "kNN accuracy (k=200, T=0.1, cosine; bank: train split)"),
     "linear": Protocol("linear", ("image", "tabular", "skeleton", "audio"), run_linear, "linear-probe accuracy (L-BFGS logistic regression)"),
