@@ -14,7 +14,7 @@ from tests.downstream import save_tiny_simclr
 from zoo.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = ["--limit-train", "200", "--limit-test", "50", "--knn-k", "20"]
+QUICK = ["--limit-train", "150", "--limit-test", "50", "--knn-k", "20"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_evaluate_export_and_reload(folder, tmp_path, capsys):
         ("knn", "pretrained"), ("knn", "random-init"), ("knn", "raw-input"),
         ("linear", "pretrained"), ("linear", "random-init"), ("linear", "raw-input"),
     ]  # fmt: skip
-    assert results[1]["settings"]["init_seeds"] == [0] and results[1]["std"] is None and results[0]["settings"]["bank_size"] == 200
+    assert results[1]["settings"]["init_seeds"] == [0] and results[1]["std"] is None and results[0]["settings"]["bank_size"] == 150
     raw_knn = results[2]["value"]
     assert raw_knn > 0.8  # raw digits pixels: the protocol really classifies
     reloaded = zoo.from_pretrained(export)

@@ -17,7 +17,7 @@ from zoo.downstream.protocols import PROTOCOLS, run
 
 KEYS = {"protocol", "metric", "value", "std", "seeds", "model", "dataset", "split", "settings"}
 #: the smallest settings under which each protocol still does its whole job
-QUICK = {"seeds": (0,), "max_epochs": 2, "patience": 1, "boosting_rounds": 5, "epochs": 1, "k": 20, "limit_train": 200, "limit_test": 60}
+QUICK = {"seeds": (0,), "max_epochs": 2, "patience": 1, "boosting_rounds": 5, "epochs": 1, "k": 20, "limit_train": 200, "limit_test": 60, "max_iter": 30}
 #: one case per modality also scores the baselines (they do not depend on the method)
 BASELINE_CASES = ("simclr", "tjepa", "skeleton_mae", "slap")
 

@@ -94,14 +94,14 @@ def run_knn(p: Pretrained, k: int = 200, temperature: float = 0.1, bank_split: s
     return [result("knn", "accuracy", accuracy, p, split, settings)]
 
 
-def run_linear(p: Pretrained, l2: float = 1e-4, bank_split: str = "train", split: str = "test",
+def run_linear(p: Pretrained, l2: float = 1e-4, max_iter: int = 300, bank_split: str = "train", split: str = "test",
                limit_train: int | None = None, limit_test: int | None = None, **_: Any) -> list[dict[str, Any]]:  # fmt: skip
     from zoo.eval.linear import linear_probe_accuracy
 
     train, train_labels = p.embed_all(bank_split, limit_train)
     test, labels = p.embed_all(split, limit_test)
-    accuracy = linear_probe_accuracy(train, train_labels, test, labels, _classes(p, train_labels), l2=l2)
-    settings = {"classifier": "logistic regression (L-BFGS, standardised features)", "l2": l2, "train": bank_split,
+    accuracy = linear_probe_accuracy(train, train_labels, test, labels, _classes(p, train_labels), l2=l2, max_iter=max_iter)
+    settings = {"classifier": "logistic regression (L-BFGS, standardised features)", "l2": l2, "max_iter": max_iter, "train": bank_split,
                 "train_size": len(train)}  # fmt: skip
     return [result("linear", "accuracy", accuracy, p, split, settings)]
 
