@@ -8,7 +8,12 @@ import torch
 
 from tests.downstream import save_tiny_simclr
 from zoo.data.base import DataError
-from zoo.downstream.pretrained import Pretrained, SourceError, build_datamodule, relocate_data
+from zoo.downstream.pretrained import (
+    Pretrained,
+    SourceError,
+    build_datamodule,
+    relocate_data,
+)
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,12 @@ def main(argv: list[str]) -> int:
         raise CLIError(f"--data-dir {args.data_dir}: no such folder")
 
     from zoo.downstream import Pretrained
-    from zoo.downstream.protocols import DEFAULT_PROTOCOLS, PROTOCOLS, over_init_seeds, run
+    from zoo.downstream.protocols import (
+        DEFAULT_PROTOCOLS,
+        PROTOCOLS,
+        over_init_seeds,
+        run,
+    )
     from zoo.downstream.report import export_with_results, table
 
     start = time.perf_counter()
