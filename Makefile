@@ -35,7 +35,8 @@ fashion-mnist:
 demo: $(STAMP) fashion-mnist
 	$(BIN)/zoo fit --config configs/simclr/fashion_mnist.yaml --config configs/trainer/cpu.yaml \
 		--data.init_args.data_dir $(FASHION_MNIST_DIR) --trainer.default_root_dir $(DEMO_RUN) --overwrite
-	$(BIN)/python -m zoo.demo --checkpoint $(DEMO_RUN)/checkpoints/last.ckpt --export-dir checkpoints/simclr-fashion-mnist
+	$(BIN)/zoo evaluate $(DEMO_RUN)/checkpoints/last.ckpt --baselines random,raw --data-dir $(FASHION_MNIST_DIR) \
+		--export checkpoints/simclr-fashion-mnist --output $(DEMO_RUN)/results.json
 
 test: $(STAMP)
 	$(BIN)/ruff check zoo tests benchmarks examples

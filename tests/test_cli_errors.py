@@ -78,10 +78,10 @@ def test_cards_to_an_unwritable_file(not_a_folder, capsys):
     assert "Not a directory" in one_line(capsys, "zoo cards")
 
 
-def test_tabular_eval_output_is_checked_before_the_protocol_runs(not_a_folder, capsys):
+def test_evaluate_output_is_checked_before_the_protocol_runs(not_a_folder, capsys):
     start = time.monotonic()
-    assert main(["tabular-eval", "no-such-model", "--output", str(not_a_folder / "r.json")]) == 2
-    assert f"{not_a_folder}: cannot write there" in one_line(capsys, "zoo tabular-eval")
+    assert main(["evaluate", "no-such-model", "--protocol", "tabular", "--output", str(not_a_folder / "r.json")]) == 2
+    assert f"{not_a_folder}: cannot write there" in one_line(capsys, "zoo evaluate")
     assert time.monotonic() - start < 2
 
 

@@ -24,9 +24,6 @@ LAYERS: dict[str, str] = {
     "zoo.embed": "downstream",
     "zoo.export": "downstream",
     "zoo.cards": "downstream",
-    "zoo.demo": "downstream",
-    "zoo.demo_skeleton": "downstream",
-    "zoo.eval.tabular_protocol": "downstream",  # a protocol runner (loads checkpoints and data), not a metric
     "zoo.methods": "methods",
     "zoo.hub": "methods",  # HubMixin, a base of SSLMethod (save/load a method)
     "zoo.losses": "losses",
@@ -59,14 +56,6 @@ MAY_IMPORT: dict[str, set[str]] = {
     "data": {"data", "nn", "primitives"},
     "primitives": {"primitives"},
 }
-
-# Imports that cross the layering today and are moved by branches of the same session: the test fails when one of
-# them is gone, so the list only shrinks.
-PENDING: dict[tuple[str, str], str] = {
-    ("zoo.eval.retrieval", "zoo.data.audio_text"): "the retrieval runner moves to zoo.downstream (issue 16)",
-    ("zoo.eval.retrieval", "zoo.hub"): "the retrieval runner moves to zoo.downstream (issue 16)",
-}
-
 
 def layer_of(module: str) -> str | None:
     parts = module.split(".")
@@ -128,10 +117,8 @@ def all_violations() -> list[tuple[str, str, int]]:
 
 def test_imports_point_down():
     found = all_violations()
-    crossing = [f"{m}:{line} imports {t} ({layer_of(m)} → {layer_of(t)})" for m, t, line in found if (m, t) not in PENDING]
+    crossing = [f"{m}:{line} imports {t} ({layer_of(m)} → {layer_of(t)})" for m, t, line in found]
     assert not crossing, "imports against the layering:\n" + "\n".join(crossing)
-    stale = sorted(set(PENDING) - {(m, t) for m, t, _ in found})
-    assert not stale, f"no longer crossing, remove from PENDING in tests/test_layering.py: {stale}"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import torch
 import zoo
 from zoo.cli import main
 from zoo.data.tabular import TabularDataModule
-from zoo.eval.tabular_protocol import HeadConfig, evaluate_tabular
+from zoo.downstream.tabular import HeadConfig, evaluate_tabular
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "tjepa" / "breast_cancer.yaml")
@@ -65,14 +65,17 @@ def test_export_reload_and_downstream_protocol(fitted, tmp_path, capsys):
 
     # the same protocol from the command line, reading the data settings from the model's training record
     out = tmp_path / "eval.json"
-    assert main(["tabular-eval", str(tmp_path / "hub"), "--adapter", "per_token", "--seeds", "0", "--max-epochs", "3", "--no-baselines", "--output", str(out), "--export", str(tmp_path / "card")]) == 0
-    assert "MLP on frozen TJEPA (per_token)" in capsys.readouterr().out
+    args = ["evaluate", str(tmp_path / "hub"), "--protocol", "tabular", "--seeds", "0", "--epochs", "3", "--output", str(out), "--export", str(tmp_path / "card")]
+    assert main(args) == 0
+    assert "| pretrained |" in capsys.readouterr().out
     written = json.loads(out.read_text())
-    assert written["dataset"] == "breast_cancer"
-    accuracy = written["summary"]["MLP on frozen TJEPA (per_token)"]["mean"]
+    assert [(r["protocol"], r["metric"], r["model"], r["dataset"], r["seeds"]) for r in written] == [("tabular", "accuracy", "pretrained", "breast_cancer", [0])]
+    assert written[0]["settings"]["adapter"] == "flatten" and 0.0 <= written[0]["value"] <= 1.0
     card = (tmp_path / "card" / "README.md").read_text()
-    assert "## Metrics" in card and f"test/accuracy (MLP on frozen TJEPA (per_token); mean ± std over 1 seeds) | {accuracy:.4f}" in card
-    assert torch.equal(zoo.from_pretrained(tmp_path / "card").embed(torch.from_numpy(x)), model.embed(torch.from_numpy(x)))
+    assert f"test/tabular_accuracy (pretrained) | {written[0]['value']:.4f}" in card
+    reloaded = zoo.from_pretrained(tmp_path / "card")
+    assert reloaded.training_record()["results"] == written
+    assert torch.equal(reloaded.embed(torch.from_numpy(x)), model.embed(torch.from_numpy(x)))
 
 
 def test_bad_tabular_data_is_one_line_before_training(tmp_path, capsys):

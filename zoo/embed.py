@@ -24,7 +24,6 @@ which stop at a bad file with one line naming it.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,15 +37,12 @@ from torch.utils.data import DataLoader
 from zoo.atomic import write_atomic
 from zoo.data.base import DataError
 from zoo.data.image_files import ImageFileDataset, collate_images
+from zoo.downstream.pretrained import build_datamodule as rebuild_datamodule
+from zoo.downstream.pretrained import datamodule_class, load_model, read_data_config  # noqa: F401  (zoo.embed's API)
 
 SPLITS = ("train", "val", "test", "knn_bank", "predict")
 FORMATS = ("safetensors", "parquet")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
-#: zoo datamodules a training record's ``data.class`` can name, by module
-_DATAMODULE_MODULES = (
-    "zoo.data.image_files", "zoo.data.imagenet", "zoo.data.images", "zoo.data.tabular", "zoo.data.skeleton",
-    "zoo.data.audio_text", "zoo.data.streaming",
-)
 
 
 @dataclass
@@ -76,13 +72,6 @@ class Embeddings:
 
 
 # ---- model and device -------------------------------------------------------------------------------------------------
-def load_model(pretrained: str) -> Any:
-    """A zoo model (eval mode) from a Hub folder / repo id or a ``zoo fit`` ``.ckpt``."""
-    from zoo.downstream.finetune import _load_pretrained
-
-    return _load_pretrained(pretrained).eval()
-
-
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto``: cuda when available, else cpu; otherwise the named device, which must be usable here."""
     if name == "auto":
@@ -99,72 +88,17 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 # ---- inputs -----------------------------------------------------------------------------------------------------------
-def datamodule_class(name: str) -> type:
-    """A datamodule class from a class path (``pkg.mod.Class``) or a zoo datamodule's class name (a training record)."""
-    if "." in name:
-        module, _, attr = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise DataError(f"datamodule class {name!r} cannot be imported ({e})") from None
-        return cls
-    for module in _DATAMODULE_MODULES:
-        try:
-            cls = getattr(importlib.import_module(module), name, None)
-        except ImportError:  # an optional extra (litdata) that is not installed
-            continue
-        if isinstance(cls, type):
-            return cls
-    raise DataError(f"no zoo datamodule is called {name!r}; pass --data CONFIG.yaml or a class path")
-
-
-def read_data_config(path: str) -> tuple[str, dict[str, Any]]:
-    """``(class_path, init_args)`` from a YAML file: a recipe (its ``data:`` key) or a ``class_path``/``init_args``
-    mapping."""
-    import yaml
-
-    file = Path(path)
-    try:
-        config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise DataError(f"{file}: not valid YAML ({' '.join(str(e).split())})") from None
-    if isinstance(config, dict) and "data" in config:
-        config = config["data"]
-    if not isinstance(config, dict) or not isinstance(config.get("class_path"), str):
-        raise DataError(f"{file}: expected a datamodule config (class_path: ..., init_args: {{...}}) or a recipe with a data: key")
-    args = config.get("init_args") or {}
-    if not isinstance(args, dict):
-        raise DataError(f"{file}: data.init_args must be a mapping, got {type(args).__name__}")
-    return config["class_path"], dict(args)
-
-
 def build_datamodule(model: Any, data: str | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """The datamodule of ``data`` (a YAML file or a class path) or, without it, the one in the model's training
-    record; ``overrides`` replace init args (e.g. a moved ``root``)."""
-    if data is not None:
-        if Path(data).is_file():
-            class_path, kwargs = read_data_config(data)
-        elif data.endswith((".yaml", ".yml")):
-            raise DataError(f"--data {data}: no such file")
-        else:
-            class_path, kwargs = data, {}
-        what = f"--data {data}"
-    else:
-        record = dict(model.training_record().get("data") or {})
-        class_path = record.pop("class", None)
-        if class_path is None:
-            raise DataError(
-                f"{type(model).__name__} has no training record naming its data (a model not saved by zoo fit); "
-                "pass --data CONFIG.yaml or an image folder / list / table as INPUT"
-            )
-        kwargs = record
-        what = f"the training record's {class_path}"
-    kwargs.update(overrides or {})
-    cls = datamodule_class(class_path)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise DataError(f"{what}: cannot build the datamodule ({e})") from None
+    """The datamodule of ``data`` (a YAML file, a class path or a dataset name) or, without it, the one in the model's
+    training record; ``overrides`` replace init args (e.g. a moved ``root``). :func:`zoo.downstream.pretrained.build_datamodule`
+    is the one rebuild."""
+    record = model.training_record().get("data")
+    if data is None and not record:
+        raise DataError(
+            f"{type(model).__name__} has no training record naming its data (a model not saved by zoo fit); "
+            "pass --data CONFIG.yaml or an image folder / list / table as INPUT"
+        )
+    return rebuild_datamodule(record, data, None, **(overrides or {}))
 
 
 def image_view(model: Any, image_size: int | None = None, crop_fraction: float | None = None) -> dict[str, Any]:

@@ -7,12 +7,12 @@
     zoo cards [--check]           regenerate MODEL_CARD.md from the checkpoints' records (config.json, safetensors metadata)
     zoo finetune --pretrained DIR --config ...   linear-probe / fine-tune a pretrained encoder (zoo/cli/finetune.py)
     zoo embed --pretrained DIR INPUT --output FILE   embeddings of a folder / list / table / split (zoo/cli/embed.py)
-    zoo tabular-eval MODEL        T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting
+    zoo evaluate SRC [--protocol knn,linear,...] [--baselines random,raw] [--export DIR]   downstream protocols
     zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
 
 One module per command family: ``errors`` (the shared parser and one-line error wrapper), ``lightning`` (the
-LightningCLI subcommands), ``finetune``, ``embed``, ``hub`` (export, push, cards), ``data``. This module imports
-none of them until a command runs.
+LightningCLI subcommands), ``evaluate``, ``finetune``, ``embed``, ``hub`` (export, push, cards), ``data``. This module
+imports none of them until a command runs.
 
 ``zoo`` / ``zoo --help`` list every command; ``zoo fit --help`` is a short guide (``--help-all``: every option).
 
@@ -105,15 +105,15 @@ def _embed(argv: list[str]) -> int:
     return embed_main(argv)
 
 
-def _tabular_eval(argv: list[str]) -> int:
-    from zoo.eval.tabular_protocol import main as tabular_eval
+def _evaluate(argv: list[str]) -> int:
+    from zoo.cli.evaluate import main as evaluate_main
 
-    return tabular_eval(argv)
+    return evaluate_main(argv)
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     "list": _list, "export": _export, "push": _push, "cards": _cards, "finetune": _finetune,
-    "embed": _embed, "tabular-eval": _tabular_eval, "data": _data,
+    "embed": _embed, "evaluate": _evaluate, "data": _data,
 }
 TOOL_SUMMARIES = {
     "list": "the registered methods: name, class path (--model CLASS_PATH) and a one-sentence summary",
@@ -122,7 +122,7 @@ TOOL_SUMMARIES = {
     "cards": "regenerate MODEL_CARD.md from the checkpoints' structured records (--check: only compare)",
     "finetune": "linear-probe / fine-tune a pretrained encoder: zoo finetune --pretrained DIR --config ...",
     "embed": "embeddings of an image folder/list, a table or a data split: zoo embed --pretrained DIR INPUT --output FILE",
-    "tabular-eval": "T-JEPA downstream protocol: frozen encoder + MLP vs raw-feature MLP and boosting",
+    "evaluate": "score encoders (zoo, timm) and their baselines: zoo evaluate SRC [--protocol knn,linear,...] [--baselines random,raw]",
     "data": "generated data sets (zoo data build skeleton-actions|music-captions DIR) or litdata shards (zoo data optimize SRC OUT)",
 }
 

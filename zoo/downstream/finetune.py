@@ -141,7 +141,7 @@ class FineTuner(L.LightningModule):
         loaded = not isinstance(pretrained, str)
         self.save_hyperparameters(ignore=["pretrained"] if loaded else None)
         model = pretrained if loaded else _outside_cli(_load_pretrained, pretrained)
-        self.input_key: str = type(model).input_key
+        self.input_key: str = model.input_key
         if baseline == "random-init":
             model = _outside_cli(_random_init, model, init_seed)
         #: the zoo model whose ``embedding_encoder()`` is fine-tuned; None for the raw-input baseline

@@ -41,9 +41,9 @@ def fit_linear_classifier(
 
 def linear_probe_accuracy(
     train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor, num_classes: int,
-    l2: float = 1e-4,
+    l2: float = 1e-4, max_iter: int = 300,
 ) -> float:
     """Top-1 test accuracy of :func:`fit_linear_classifier` trained on the training embeddings."""
-    weight, bias, mean, std = fit_linear_classifier(train_features, train_labels, num_classes, l2)
+    weight, bias, mean, std = fit_linear_classifier(train_features, train_labels, num_classes, l2, max_iter)
     logits = ((test_features.float() - mean) / std) @ weight.T + bias
     return (logits.argmax(1) == test_labels.long()).float().mean().item()

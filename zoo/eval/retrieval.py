@@ -3,22 +3,11 @@ classification with prompt templates, and the modality gap (Liang et al. 2022, a
 the audio and text centroids of normalised embeddings, and how well a linear classifier tells the modalities apart.
 
 Retrieval is one-to-one: clip i and caption i are a pair (the datamodule hands out each evaluation clip's first
-caption). Embeddings are expected L2-normalised; similarity is the dot product.
-
-    python -m zoo.eval.retrieval --checkpoint runs/slap/checkpoints/last.ckpt [--untrained] [--export-dir DIR]
-
-evaluates a ``zoo fit`` checkpoint on its datamodule's test split (and, with ``--export-dir``, writes the Hub folder
-with these test metrics in the card).
+caption). Embeddings are expected L2-normalised; similarity is the dot product. ``zoo evaluate SRC --protocol
+retrieval`` runs these on a checkpoint's test split (:mod:`zoo.downstream.protocols`).
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import sys
-import time
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -109,80 +98,3 @@ class RetrievalCollector(Metric):
         if class_embeddings is not None and labels is not None and len(labels) == len(audio):
             out.update(zero_shot_accuracy(audio, [c.detach().float().cpu() for c in class_embeddings], labels))
         return out
-
-
-@torch.no_grad()
-def evaluate_audio_text(model: Any, datamodule: Any, split: str = "test", batch_size: int = 64) -> dict[str, float]:
-    """All metrics of ``model`` (a SLAP) on a split of an ``AudioTextDataModule``: retrieval, zero-shot (when the data
-    has labels), modality gap, and kNN accuracy of the audio features with the train split as bank."""
-    from torch.utils.data import DataLoader
-
-    from zoo.data.audio_text import collate_audio_text
-    from zoo.eval.knn import knn_predict
-
-    model.eval()
-    collector = RetrievalCollector()
-    feats, labels = [], []
-    for batch in DataLoader(datamodule.dataset(split, train=False), batch_size=batch_size, collate_fn=collate_audio_text):
-        collector.update(model.audio_space(batch["audio"]), model.text_space(batch["caption"]), batch.get("label"))
-        feats.append(model.embed(batch["audio"]))
-        if "label" in batch:
-            labels.append(batch["label"])
-    classes = None
-    if model.hparams.class_names and labels:
-        classes = [model.text_space([p.format(c) for c in model.hparams.class_names]) for p in model.prompts]
-    metrics = collector.compute(classes)
-    if labels:
-        bank_feats, bank_labels = [], []
-        for batch in DataLoader(datamodule.dataset("train", train=False), batch_size=batch_size, collate_fn=collate_audio_text):
-            bank_feats.append(model.embed(batch["audio"]))
-            bank_labels.append(batch["label"])
-        pred = knn_predict(torch.cat(feats), torch.cat(bank_feats), torch.cat(bank_labels), len(model.hparams.class_names), k=20, temperature=0.1)
-        metrics["knn_acc"] = float((pred == torch.cat(labels)).float().mean())
-    return metrics
-
-
-def main(argv: list[str] | None = None) -> int:
-    from zoo.data.audio_text import AudioTextDataModule
-    from zoo.hub import load_checkpoint_model
-
-    parser = argparse.ArgumentParser(prog="python -m zoo.eval.retrieval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `zoo fit` with an AudioTextDataModule")
-    parser.add_argument("--untrained", action="store_true", help="evaluate the same config at its random initialisation (seed 0)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--export-dir", default=None, help="write the Hub folder, with these metrics under test/ in its card")
-    parser.add_argument("--json", default=None, help="also write the metrics here")
-    args = parser.parse_args(argv)
-    model, checkpoint = load_checkpoint_model(args.checkpoint)
-    if args.untrained:
-        torch.manual_seed(0)
-        model = type(model)(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}).eval()
-    hparams = {k: v for k, v in checkpoint["datamodule_hyper_parameters"].items() if not k.startswith("_")}
-    datamodule = AudioTextDataModule(**hparams)
-    start = time.perf_counter()
-    metrics = evaluate_audio_text(model, datamodule, args.split)
-    metrics = {f"{args.split}/{k}": round(v, 4) for k, v in metrics.items()}
-    print(json.dumps({**metrics, "eval_seconds": round(time.perf_counter() - start, 1)}, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
-    if args.export_dir:
-        record = model.training_record()
-        model.save_pretrained(
-            args.export_dir,
-            model_card_kwargs={
-                "metrics": {**record.get("metrics", {}), **metrics},
-                "limitations": (
-                    "Trained and evaluated on a small generated music–caption set (zoo data build music-captions): "
-                    "captions are templated from six attributes, so these numbers measure attribute binding, not "
-                    "real-world music understanding. test/ metrics: one-to-one retrieval on the held-out clips' first "
-                    "captions, zero-shot instrument-family accuracy (best of four prompt templates), modality gap, "
-                    "kNN (k=20) on audio features with the train clips as bank."
-                ),
-            },
-        )
-        print(f"exported -> {args.export_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

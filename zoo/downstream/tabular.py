@@ -12,34 +12,29 @@ the train split's mean and std), as in the paper's tables.
 
 Python::
 
-    from zoo.eval.tabular_protocol import evaluate_tabular
+    from zoo.downstream.tabular import evaluate_tabular
     result = evaluate_tabular(model, datamodule, adapter="flatten", seeds=(0, 1, 2))
     print(result.markdown())
 
-Command line::
+Command line (the ``tabular`` protocol of :mod:`zoo.downstream.protocols`)::
 
-    python -m zoo.cli tabular-eval checkpoints/tjepa-adult --seeds 0 1 2 --output adult.json
+    zoo evaluate checkpoints/tjepa-adult --protocol tabular --baselines raw --seeds 0 1 2
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from zoo.atomic import check_writable, write_atomic
 
 ADAPTERS = ("mean", "per_token", "flatten")
 
@@ -213,10 +208,12 @@ def evaluate_tabular(
     baselines: bool = True,
     boosting_rounds: int = 1000,
     boosting_threads: int = 1,
+    limits: dict[str, int | None] | None = None,
 ) -> TabularEvalResult:
-    """Frozen ``model`` (anything with ``embed_tokens``) → ``adapter`` → MLP, and (``baselines``) MLP on raw
-    features and HistGradientBoosting, each trained once per seed on the datamodule's train split, early-stopped on
-    its val split and scored on its test split.
+    """Frozen ``model`` (anything with ``embed_tokens``; None: baselines only) → ``adapter`` → MLP, and
+    (``baselines``) MLP on raw features and HistGradientBoosting, each trained once per seed on the datamodule's
+    train split, early-stopped on its val split and scored on its test split. ``limits``: at most this many first
+    rows of a split (``{"train": 2000, "test": 1000}``; quick runs).
 
     ``boosting_threads``: OpenMP threads of the boosting baseline; 1 by default because its many short parallel
     regions spin-wait badly on a busy machine, and single-threaded it is already the fastest of the three."""
@@ -228,6 +225,9 @@ def evaluate_tabular(
     schema = datamodule.feature_schema
     num_numeric, cardinalities = len(schema["numeric"]), list(schema["cardinalities"])
     arrays = {s: datamodule.arrays(s) for s in ("train", "val", "test")}
+    for split, limit in (limits or {}).items():
+        if limit is not None and split in arrays:
+            arrays[split] = tuple(a[:limit] for a in arrays[split])  # type: ignore[assignment]
     if task == "classification":
         targets = {s: torch.from_numpy(y).long() for s, (_, y) in arrays.items()}
         out_dim = int(datamodule.num_classes)
@@ -247,6 +247,21 @@ def evaluate_tabular(
         raw_data = {s: (raw[s], targets[s]) for s in raw}
         timed("MLP, raw features", lambda seed: train_head(mlp(raw["train"].shape[1], out_dim, head), task, raw_data, head, seed))
 
+    if model is not None:
+        _frozen_encoder_runs(model, arrays, targets, task, out_dim, adapter, head, timed, result)
+
+    if baselines:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=boosting_threads, user_api="openmp"):
+            timed("HistGradientBoosting", lambda seed: _hist_gradient_boosting(
+                arrays, task, num_numeric, len(cardinalities), seed, boosting_rounds
+            ))
+    return result
+
+
+def _frozen_encoder_runs(model: Any, arrays: dict[str, Any], targets: dict[str, Tensor], task: str, out_dim: int,
+                         adapter: str, head: HeadConfig, timed: Any, result: TabularEvalResult) -> None:  # fmt: skip
     start = time.perf_counter()
     tokens = _standardise({s: encode_tokens(model, torch.from_numpy(x)) for s, (x, _) in arrays.items()})
     encode_seconds = time.perf_counter() - start
@@ -262,22 +277,16 @@ def evaluate_tabular(
     timed(label, frozen_head)
     result.seconds[label] += encode_seconds
 
-    if baselines:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=boosting_threads, user_api="openmp"):
-            timed("HistGradientBoosting", lambda seed: _hist_gradient_boosting(
-                arrays, task, num_numeric, len(cardinalities), seed, boosting_rounds
-            ))
-    return result
-
 
 def _hist_gradient_boosting(
     arrays: dict[str, tuple[np.ndarray, np.ndarray]], task: str, num_numeric: int, num_categorical: int, seed: int, rounds: int = 1000
 ) -> dict[str, float]:
     """sklearn HistGradientBoosting (learning rate 0.05, native categoricals) for ``rounds`` rounds; the number of
     rounds used for test is the one with the best val metric (staged predictions: early stopping on val)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+    )
 
     categorical = [False] * num_numeric + [True] * num_categorical
     cls = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
@@ -293,85 +302,3 @@ def _hist_gradient_boosting(
     best = int(np.argmax(val_scores) if task == "classification" else np.argmin(val_scores))
     test_pred = next(p for i, p in enumerate(model.staged_predict(x_te)) if i == best)
     return {"val": val_scores[best], "test": score(test_pred, y_te), "best_epoch": best, "epochs": len(val_scores)}
-
-
-# ---- command line -----------------------------------------------------------------------------------------------------
-def load_model_and_data(model_path: str, dataset: str | None = None, data_overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """A T-JEPA (or any ``embed_tokens``) model from a Hub folder / repo id or a ``zoo fit`` checkpoint, and the
-    :class:`~zoo.data.tabular.TabularDataModule` it was trained with (from its training record), so the split and the
-    preprocessing are the pretraining ones; ``dataset`` / ``data_overrides`` replace those settings."""
-    from zoo.data.base import DataError
-    from zoo.data.tabular import TabularDataModule
-    from zoo.hub import from_pretrained, load_checkpoint_model
-
-    path = Path(model_path)
-    model = load_checkpoint_model(path)[0] if path.is_file() else from_pretrained(model_path)
-    if not hasattr(model, "embed_tokens"):
-        raise ValueError(f"{model_path}: {type(model).__name__} has no embed_tokens (not a tabular encoder)")
-    record = model.training_record().get("data") or {}
-    if record.get("class") not in (None, "TabularDataModule"):
-        raise DataError(f"{model_path}: trained on {record['class']}, not tabular data")
-    kwargs = {k: v for k, v in record.items() if k != "class"}
-    if dataset is not None:
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("dataset", "path", "target")}
-        kwargs["dataset"] = dataset
-    kwargs.update(data_overrides or {})
-    if not kwargs.get("dataset") and not kwargs.get("path"):
-        raise DataError(f"{model_path}: no data settings in its training record; pass --dataset")
-    return model, TabularDataModule(**kwargs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo tabular-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="Hub folder / repo id, or a .ckpt written by `zoo fit`")
-    parser.add_argument("--dataset", default=None, help="named dataset (default: the one the model was trained on)")
-    parser.add_argument("--adapter", default="flatten", choices=ADAPTERS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-epochs", type=int, default=HeadConfig.max_epochs)
-    parser.add_argument("--patience", type=int, default=HeadConfig.patience)
-    parser.add_argument("--no-baselines", action="store_true", help="only the MLP on the frozen encoder")
-    parser.add_argument("--boosting-rounds", type=int, default=1000)
-    parser.add_argument("--output", default=None, help="write the per-seed results as JSON here")
-    parser.add_argument("--export", default=None, metavar="DIR",
-                        help="also save the model as a Hub folder whose card reports these test numbers")
-    args = parser.parse_args(argv)
-    # the protocol takes minutes: an output that cannot be written fails now, not after it
-    if args.output:
-        check_writable(Path(args.output).resolve().parent)
-    if args.export:
-        check_writable(Path(args.export).resolve().parent)
-    model, datamodule = load_model_and_data(args.model, args.dataset)
-    head = HeadConfig(max_epochs=args.max_epochs, patience=args.patience)
-    result = evaluate_tabular(
-        model, datamodule, args.adapter, args.seeds, head, baselines=not args.no_baselines, boosting_rounds=args.boosting_rounds
-    )
-    print(result.markdown())
-    if args.output:
-        write_atomic(args.output, json.dumps({**result.to_json(), "head": asdict(head), "model": args.model}, indent=2))
-    if args.export:
-        export_with_results(model, result, args.export)
-        print(f"exported {args.model} -> {args.export}")
-    return 0
-
-
-def export_with_results(model: Any, result: TabularEvalResult, directory: str | Path) -> None:
-    """``save_pretrained`` with the protocol's held-out numbers added to the card's metrics as ``test/...``."""
-    metrics = dict(model.training_record().get("metrics") or {})
-    seeds = max(len(r) for r in result.runs.values())
-    for name, (mean, std) in result.summary().items():
-        metrics[f"test/{result.metric} ({name}; mean ± std over {seeds} seeds)"] = f"{mean:.4f} ± {std:.4f}"
-    limitations = (
-        f"The test/ numbers come from `zoo tabular-eval` (T-JEPA's downstream protocol: the frozen target encoder, "
-        f"a {result.adapter} adapter and an MLP early-stopped on the validation split; the same split and "
-        "preprocessing as pre-training; seeds vary the downstream training only). The model embeds rows "
-        "preprocessed by zoo's TabularDataModule with the settings above (min-max fitted on its train split, "
-        "category codes); raw rows must go through the same preprocessing. Short CPU-budget pre-training: see the "
-        "recipe before comparing with the paper."
-    )
-    model.save_pretrained(directory, model_card_kwargs={"metrics": metrics, "limitations": limitations})
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
