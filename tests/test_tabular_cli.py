@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 import torch
 
 import zoo
@@ -71,8 +72,9 @@ def test_export_reload_and_downstream_protocol(fitted, tmp_path, capsys):
     written = json.loads(out.read_text())
     assert [(r["protocol"], r["metric"], r["model"], r["dataset"], r["seeds"]) for r in written] == [("tabular", "accuracy", "pretrained", "breast_cancer", [0])]
     assert written[0]["settings"]["adapter"] == "flatten" and 0.0 <= written[0]["value"] <= 1.0
-    card = (tmp_path / "card" / "README.md").read_text()
-    assert f"test/tabular_accuracy (pretrained) | {written[0]['value']:.4f}" in card
+    card = ModelCard.load(tmp_path / "card" / "README.md")
+    (entry,) = [r for r in card.data.eval_results if r.task_name == "tabular evaluation"]
+    assert entry.metric_value == pytest.approx(written[0]["value"], abs=1e-4)
     reloaded = zoo.from_pretrained(tmp_path / "card")
     assert reloaded.training_record()["results"] == written
     assert torch.equal(reloaded.embed(torch.from_numpy(x)), model.embed(torch.from_numpy(x)))
