@@ -7,7 +7,7 @@ Two measurements, each method built from its shipped recipe (``configs/<method>/
 
 - ``fp32``     ``--trainer.precision 32-true``
 - ``bf16``     ``--trainer.precision bf16-mixed`` (autocast)
-- ``bf16_cl``  bf16-mixed + ``--model.init_args.channels_last true`` (methods with convolutional encoders)
+- ``bf16_cl``  bf16-mixed + ``--model.init_args.channels_last true`` (methods with convolutions)
 - ``compile``  fp32 + ``--model.init_args.compile true`` (inductor)
 - ``bf16_compile`` bf16-mixed + compile
 
@@ -50,7 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 DATA = ROOT / "runs" / "bench-data"
 
-#: method -> (recipe, extra CLI arguments, convolutional encoder)
+#: method -> (recipe, extra CLI arguments, has 4-D (convolution) weights: CNN encoders, a ViT's patch embedding, the
+#: skeleton head's temporal convolution — where channels-last can change anything)
 CASES: dict[str, tuple[str, list[str], bool]] = {
     "simclr": ("configs/simclr/fashion_mnist.yaml", [], True),
     "byol": ("configs/byol/fashion_mnist.yaml", [], True),
@@ -58,14 +59,14 @@ CASES: dict[str, tuple[str, list[str], bool]] = {
     "swav": ("configs/swav/fashion_mnist.yaml", [], True),
     # the smallest small crop that stays ≥ 2 px wide there (17 px → 9 → 5 → 3 → 2)
     "swav_crop18": ("configs/swav/fashion_mnist.yaml", ["--model.init_args.small_crop_size", "18"], True),
-    "ijepa": ("configs/ijepa/fashion_mnist.yaml", [], False),
-    "dmt_jepa": ("configs/dmt_jepa/fashion_mnist.yaml", [], False),
+    "ijepa": ("configs/ijepa/fashion_mnist.yaml", [], True),
+    "dmt_jepa": ("configs/dmt_jepa/fashion_mnist.yaml", [], True),
     "tjepa": ("configs/tjepa/adult.yaml", [], False),
     "skeleton_mae": (
         "configs/skeleton_mae/generated.yaml",
         ["--data.init_args.path", str(DATA / "skeleton-actions"), "--data.init_args.val_size", "100",
          "--data.init_args.knn_bank_size", "400"],
-        False,
+        True,
     ),  # fmt: skip
     "slap": (
         "configs/slap/music_captions.yaml",
@@ -196,7 +197,7 @@ def _summary(samples: list[list[float]], baseline: list[list[float]] | None) -> 
     return entry
 
 
-def speed(names: list[str], settings: list[str], repeats: int, warmup: int, steps: int) -> dict[str, Any]:
+def speed(names: list[str], settings: list[str], repeats: int, warmup: int, steps: int, save: Any = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in names:
         method = Method(name)
@@ -235,6 +236,8 @@ def speed(names: list[str], settings: list[str], repeats: int, warmup: int, step
                 "first_steps_s": first.get(s),
             }
         results[name] = row
+        if save:
+            save(results)
     return results
 
 
@@ -242,7 +245,7 @@ def _tail_mean(losses: list[float], n: int = 50) -> float:
     return statistics.fmean(losses[-n:])
 
 
-def loss_check(names: list[str], settings: list[str], steps: int, batch: int) -> dict[str, Any]:
+def loss_check(names: list[str], settings: list[str], steps: int, batch: int, save: Any = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in names:
         recipe_batch = None
@@ -275,6 +278,8 @@ def loss_check(names: list[str], settings: list[str], steps: int, batch: int) ->
             run["difference"] = run["tail_mean"] - base
             run["within_noise"] = bool(abs(run["difference"]) < tolerance and all(map(_finite, run["losses"])))
         results[name] = {"batch_size": min(recipe_batch, batch), "steps": steps, "fp32_seed_spread": spread, "tolerance": tolerance, "runs": runs}
+        if save:
+            save(results)
     return results
 
 
@@ -317,6 +322,49 @@ def loss_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def combined_table(out: Path) -> str:
+    """One table from every saved result in ``out``: per method and setting, the median CPU and wall s/step with
+    their ratios to fp32 (speed runs), and whether the loss stayed within noise of fp32 (loss runs)."""
+    speed_rows: dict[str, dict[str, Any]] = {}
+    loss_rows: dict[str, dict[str, Any]] = {}
+    loads = []
+    for path in sorted(out.glob("cpu-precision-*.json")):
+        record = json.loads(path.read_text())
+        loads += [record["machine"]["loadavg"][0], record["machine"].get("loadavg_end", [0])[0]]
+        target = loss_rows if "-loss" in path.name else speed_rows
+        for name, row in record["results"].items():
+            target.setdefault(name, {}).update(row if target is speed_rows else {"loss": row})
+    lines = ["| method | setting | CPU s/step (× fp32) | wall s/step (× fp32) | first steps, s | loss within noise of fp32 |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for name in CASES:
+        row, loss = speed_rows.get(name, {}), loss_rows.get(name, {}).get("loss")
+        for s in SETTINGS:
+            entry = row.get(s)
+            verdict = ""
+            if loss and s in loss["runs"] and s != "fp32":
+                run = loss["runs"][s]
+                verdict = "refused" if "error" in run else (
+                    f"{'yes' if run['within_noise'] else 'NO'} ({run['difference']:+.3f}; tolerance {loss['tolerance']:.3f})"
+                )
+            elif loss and s == "fp32":
+                verdict = f"seeds 0/1: {loss['runs']['fp32_seed0']['tail_mean']:.3f} / {loss['runs']['fp32_seed1']['tail_mean']:.3f}"
+            if entry is None and not verdict:
+                continue
+            if entry is None:
+                cells = ["", "", ""]
+            elif "error" in entry:
+                cells = ["refused (" + entry["error"].split(":")[0] + ")", "", ""]
+            else:
+                def fmt(e: dict[str, Any]) -> str:
+                    return f"{e['median_s']:.3f}" + (f" ({e['ratio_vs_fp32']:.2f}×)" if "ratio_vs_fp32" in e and s != "fp32" else "")
+
+                first = ", ".join(f"{t:.1f}" for t in entry.get("first_steps_s") or [])
+                cells = [fmt(entry["cpu"]), fmt(entry["wall"]), first]
+            lines.append(f"| {name} | {s} | " + " | ".join(cells) + f" | {verdict} |")
+    load = f"load average {min(loads):.1f}–{max(loads):.1f} during the runs" if loads else ""
+    return load + "\n\n" + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(CASES), choices=list(CASES))
@@ -330,7 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--tag", default="", help="suffix of the JSON file name (runs of different settings side by side)")
+    parser.add_argument("--table", action="store_true", help="print one table of every saved result in --out, then exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(combined_table(Path(args.out)))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     import logging
@@ -340,20 +392,26 @@ def main(argv: list[str] | None = None) -> int:
         build_data()
     info = machine()
     start = time.time()
-    if args.loss:
-        kind, results = "loss", loss_check(args.methods, args.settings, args.loss_steps, args.loss_batch)
-        table = loss_table(results)
-    else:
-        kind, results = "speed", speed(args.methods, args.settings, args.repeats, args.warmup, args.steps)
-        table = "\n\n".join(f"{c} time per step:\n\n" + speed_table(results, args.settings, c) for c in ("wall", "cpu"))
-    info["loadavg_end"] = os.getloadavg()
-    record = {"machine": info, "args": vars(args), "wall_s": time.time() - start, "results": results}
+    kind = "loss" if args.loss else "speed"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"cpu-precision-{kind}{'-' + args.tag if args.tag else ''}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+
+    def save(results: dict[str, Any]) -> None:  # after every method, so a long run that stops keeps what it measured
+        info["loadavg_end"] = os.getloadavg()
+        record = {"machine": info, "args": vars(args), "wall_s": time.time() - start, "results": results}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(path)
+
+    if args.loss:
+        results = loss_check(args.methods, args.settings, args.loss_steps, args.loss_batch, save)
+        table = loss_table(results)
+    else:
+        results = speed(args.methods, args.settings, args.repeats, args.warmup, args.steps, save)
+        table = "\n\n".join(f"{c} time per step:\n\n" + speed_table(results, args.settings, c) for c in ("wall", "cpu"))
+    save(results)
+    record = {"wall_s": time.time() - start}
     load = f"load average {info['loadavg'][0]:.1f} at the start, {info['loadavg_end'][0]:.1f} at the end"
     print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['cpu_capability']}, "
           f"avx512_bf16={info['avx512_bf16']}, amx={info['amx_tile']}); {load}; {record['wall_s']:.0f} s\n")  # fmt: skip

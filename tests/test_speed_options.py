@@ -157,7 +157,7 @@ def test_compile_runs_each_method_family_with_the_same_loss(case_name):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in compiled.parameters())
 
 
-# ---- the cpu preset's automatic precision (zoo.speed.CPUPrecision) ----------------------------------------------
+# ---- the cpu_bf16 preset's automatic precision (zoo.speed.CPUPrecision) -----------------------------------------
 
 
 def test_cpu_precision_auto_follows_the_cpus_bf16_support(monkeypatch):
@@ -209,14 +209,14 @@ def test_cpu_precision_plugin_trains_under_its_choice(precision):
     assert model.encoder.channels_last == bf16
 
 
-def test_cpu_preset_builds_the_automatic_precision(monkeypatch, tmp_path):
+def test_cpu_bf16_preset_builds_the_automatic_precision(monkeypatch, tmp_path):
     import zoo.speed
     from tests.test_cli import DIGITS
     from tests.test_trainer_presets import PRESETS
     from zoo.cli import ZooCLI
 
     def trainer(name: str, *extra: str) -> L.Trainer:  # each run in its own directory (a run dir is locked)
-        args = ["--config", DIGITS, "--config", str(PRESETS / "cpu.yaml"), "--trainer.logger", "false",
+        args = ["--config", DIGITS, "--config", str(PRESETS / "cpu_bf16.yaml"), "--trainer.logger", "false",
                 "--trainer.default_root_dir", str(tmp_path / name), *extra]  # fmt: skip
         return ZooCLI(args=args, run=False).trainer
 
