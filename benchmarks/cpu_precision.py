@@ -153,6 +153,7 @@ class Method:
             run=False,
         )  # fmt: skip
         self.trainer_config = {k: cli.config["trainer"].get(k) for k in ("gradient_clip_val", "gradient_clip_algorithm")}
+        self.batch_size = int(cli.config["data"]["init_args"]["batch_size"])
         self.datamodule = cli.datamodule
         self.datamodule.setup("fit")
         self.hparams = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}  # "_class_path": LightningCLI's
@@ -248,9 +249,7 @@ def _tail_mean(losses: list[float], n: int = 50) -> float:
 def loss_check(names: list[str], settings: list[str], steps: int, batch: int, save: Any = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in names:
-        recipe_batch = None
-        probe = Method(name)
-        recipe_batch = probe.datamodule.batch_size
+        recipe_batch = Method(name).batch_size
         extra = ["--data.init_args.batch_size", str(min(recipe_batch, batch))]
         if name.startswith("swav"):  # the recipe frees the prototypes after one epoch: here after the first
             extra += ["--model.init_args.freeze_prototypes_steps", "100"]

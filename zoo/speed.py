@@ -4,11 +4,9 @@
 (Lightning's ``bf16-mixed``) on CPUs that compute bf16 natively — x86 with AVX512-BF16 or AMX — and in fp32
 elsewhere, where bf16 is emulated and slower than fp32. Under bf16 it also puts convolution weights and image
 inputs in channels-last memory format (``channels_last="auto"``), the layout oneDNN's bf16 convolutions run
-fastest in. The measurements behind both choices, per method: ``benchmarks/cpu_precision.py`` and README.md
-("CPU precision and speed").
-
-The plain ``cpu`` preset stays fp32: SimCLR's loss under bf16 left fp32's seed-to-seed noise after 200 steps (the
-measurements above). Lightning takes the precision either from ``--trainer.precision`` or from a plugin, never both:
+fastest in. It pays for convolutional encoders; small ViTs and the tabular transformer were slower under bf16, and
+SimCLR's loss left fp32's seed-to-seed noise after 200 steps, so the plain ``cpu`` preset stays fp32. The
+measurements, per method: ``benchmarks/cpu_precision.py`` and README.md ("CPU precision and speed"). Lightning takes the precision either from ``--trainer.precision`` or from a plugin, never both:
 with ``cpu_bf16``, force a setting through the plugin, ``--trainer.plugins.init_args.precision 32-true``.
 """
 
