@@ -124,3 +124,104 @@ def test_image_encoder_grad_checkpointing_reaches_timm():
     tiny = {"name": "vit_tiny_patch16_224", "model_kwargs": {"img_size": 16, "depth": 1}, "grad_checkpointing": True}
     assert ImageEncoder(tiny).backbone.grad_checkpointing is True
     assert ImageEncoder({**tiny, "grad_checkpointing": False}).backbone.grad_checkpointing is False
+
+
+# ---- every method under channels_last and compile ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case_name", ["byol", "ijepa", "skeleton_mae", "slap"])
+def test_every_method_gives_the_same_loss_with_channels_last(case_name):
+    # simclr: the test above (RGB, where the layout really differs); here every other network family with 4-D
+    # weights (BYOL's two-network CNN, as SwAV's; the ViT's patch embedding, as DMT-JEPA's; the skeleton head's
+    # temporal convolution; the audio CNN; T-JEPA has none): weights and image inputs converted, the loss unchanged
+    case = CASES[case_name]
+    eager, fast = case.build(), case.build(channels_last=True)
+    fast.apply_speed_options()
+    batch = case.fixed_batch(eager, 8, 0)
+    assert _loss(fast, batch).item() == pytest.approx(_loss(eager, batch).item(), rel=1e-5, abs=1e-6)
+    assert list(fast.state_dict()) == list(eager.state_dict())
+
+
+@pytest.mark.parametrize("case_name", ["ijepa", "tjepa", "skeleton_mae", "slap"])
+def test_compile_runs_each_method_family_with_the_same_loss(case_name):
+    # one case per network family besides the CNNs of simclr and byol (above): ViT with masks, tabular transformer,
+    # graph network, audio CNN + text transformer; backend "eager": dynamo's capture without code generation
+    case = CASES[case_name]
+    eager, compiled = case.build(), case.build(compile={"backend": "eager"})
+    compiled.apply_speed_options()
+    assert compiled.compiled_modules() and all(getattr(compiled, n)._compiled_call_impl is not None for n in compiled.compiled_modules())
+    batch = case.fixed_batch(eager, 8, 0)
+    loss = _loss(compiled, batch)
+    assert loss.item() == pytest.approx(_loss(eager, batch).item(), rel=1e-4, abs=1e-6)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in compiled.parameters())
+
+
+# ---- the cpu_bf16 preset's automatic precision (zoo.speed.CPUPrecision) -----------------------------------------
+
+
+def test_cpu_precision_auto_follows_the_cpus_bf16_support(monkeypatch):
+    import zoo.speed
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not zoo.speed.cpu_has_native_bf16()
+    plain = zoo.speed.CPUPrecision()  # emulated bf16 is slower than fp32: never chosen
+    assert plain.precision == "32-true" and not plain.channels_last
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    auto = zoo.speed.CPUPrecision()
+    assert auto.precision == "bf16-mixed" and auto.channels_last
+    assert zoo.speed.CPUPrecision("32-true").precision == "32-true"
+    assert not zoo.speed.CPUPrecision(channels_last=False).channels_last
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16-mixed, 32-true, got '16-mixed'"):
+        zoo.speed.CPUPrecision("16-mixed")
+
+
+class _Dtypes(L.Callback):
+    def __init__(self) -> None:
+        self.dtypes: set[torch.dtype] = set()
+
+    def on_fit_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+        for module in pl_module.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                module.register_forward_hook(lambda m, args, out: self.dtypes.add(out.dtype))
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_cpu_precision_plugin_trains_under_its_choice(precision):
+    from zoo.speed import CPUPrecision
+
+    case = CASES["simclr"]
+    model = case.build()
+    data = case.raw_batch(8, 0)
+    loader = DataLoader(range(8), batch_size=8, collate_fn=lambda idx: take(data, torch.tensor(idx)))
+    dtypes = _Dtypes()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False, callbacks=[dtypes],
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, plugins=[CPUPrecision(precision)],
+    )  # fmt: skip
+    trainer.fit(model, loader)
+    assert trainer.precision == precision  # what the training record stores
+    bf16 = precision == "bf16-mixed"
+    assert (torch.bfloat16 in dtypes.dtypes) == bf16 and torch.isfinite(trainer.callback_metrics["train/loss"])
+    conv = model.encoder.backbone.layer1[0].conv1.weight  # 1-channel stem weights are the same in both layouts
+    assert conv.is_contiguous(memory_format=torch.channels_last) == bf16 and conv.is_contiguous() != bf16
+    assert model.encoder.channels_last == bf16
+
+
+def test_cpu_bf16_preset_builds_the_automatic_precision(monkeypatch, tmp_path):
+    import zoo.speed
+    from tests.test_cli import DIGITS
+    from tests.test_trainer_presets import PRESETS
+    from zoo.cli import ZooCLI
+
+    def trainer(name: str, *extra: str) -> L.Trainer:  # each run in its own directory (a run dir is locked)
+        args = ["--config", DIGITS, "--config", str(PRESETS / "cpu_bf16.yaml"), "--trainer.logger", "false",
+                "--trainer.default_root_dir", str(tmp_path / name), *extra]  # fmt: skip
+        return ZooCLI(args=args, run=False).trainer
+
+    # (the fallback to fp32 without native bf16: test_cpu_precision_auto_follows_the_cpus_bf16_support)
+    monkeypatch.setattr(zoo.speed, "cpu_has_native_bf16", lambda: True)
+    native = trainer("native")
+    assert native.precision == "bf16-mixed" and isinstance(native.strategy.precision_plugin, zoo.speed.CPUPrecision)
+    assert trainer("forced", "--trainer.plugins.init_args.precision", "32-true").precision == "32-true"

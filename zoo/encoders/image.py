@@ -155,7 +155,8 @@ def _guard_cpu_bf16_strided_conv(name: str, conv: nn.Conv2d, args: tuple[Tensor,
         raise InputError(
             f"image encoder: {name} (stride {conv.stride[-1]}) gets a feature map 1 px wide ({x.shape[-2]}×1), where "
             "torch's bf16 convolution on the CPU returns wrong weight gradients. Use larger images or crops, or train "
-            "with --trainer.precision 32-true"
+            "in fp32: --trainer.precision 32-true (with configs/trainer/cpu_bf16.yaml: --trainer.plugins.init_args.precision "
+            "32-true)"
         )
 
 

@@ -356,6 +356,15 @@ class SSLMethod(HubMixin, L.LightningModule):
             if name not in ("probe", "evaluation") and next(module.parameters(), None) is not None
         ]  # fmt: skip
 
+    def use_channels_last(self) -> None:
+        """Convolution weights (4-D tensors only) in channels-last memory format, and image encoders' inputs too; in
+        place, so parameters, optimizer state and checkpoints are unchanged. The ``channels_last`` option calls it;
+        so does :class:`zoo.speed.CPUPrecision` under bf16."""
+        self.to(memory_format=torch.channels_last)
+        for module in self.modules():
+            if module is not self and hasattr(module, "use_channels_last"):
+                module.use_channels_last()
+
     def apply_speed_options(self) -> None:
         """Apply ``channels_last`` and ``compile`` once. Lightning calls it through :meth:`configure_model`; call it
         yourself when stepping the model outside a Trainer. Both act in place, so parameter names, checkpoints and
@@ -364,11 +373,7 @@ class SSLMethod(HubMixin, L.LightningModule):
             return
         self._speed_options_applied = True
         if self.hparams.get("channels_last"):
-            # 4-D weights (convolutions) only; image encoders also turn their inputs channels-last
-            self.to(memory_format=torch.channels_last)
-            for module in self.modules():
-                if module is not self and hasattr(module, "use_channels_last"):
-                    module.use_channels_last()
+            self.use_channels_last()
         options = self.hparams.get("compile")
         if options:
             for name in self.compiled_modules():
