@@ -354,8 +354,8 @@ def combined_table(out: Path) -> str:
             elif "error" in entry:
                 cells = ["refused (" + entry["error"].split(":")[0] + ")", "", ""]
             else:
-                def fmt(e: dict[str, Any]) -> str:
-                    return f"{e['median_s']:.3f}" + (f" ({e['ratio_vs_fp32']:.2f}×)" if "ratio_vs_fp32" in e and s != "fp32" else "")
+                def fmt(e: dict[str, Any], setting: str = s) -> str:
+                    return f"{e['median_s']:.3f}" + (f" ({e['ratio_vs_fp32']:.2f}×)" if "ratio_vs_fp32" in e and setting != "fp32" else "")
 
                 first = ", ".join(f"{t:.1f}" for t in entry.get("first_steps_s") or [])
                 cells = [fmt(entry["cpu"]), fmt(entry["wall"]), first]

@@ -42,6 +42,7 @@ LAYERS: dict[str, str] = {
     "zoo.checkpoint_io": "primitives",
     "zoo.schedules": "primitives",
     "zoo.deprecation": "primitives",
+    "zoo.speed": "primitives",  # a Lightning precision plugin the trainer presets name
 }
 
 _BELOW_METHODS = {"losses", "encoders", "eval", "nn", "primitives"}

@@ -137,7 +137,7 @@ def test_every_method_gives_the_same_loss_with_channels_last(case_name):
     case = CASES[case_name]
     eager, fast = case.build(), case.build(channels_last=True)
     fast.apply_speed_options()
-    batch = case.fixed_batch(eager, 8, 0)
+    batch = case.batch(eager, 8, 0)
     assert _loss(fast, batch).item() == pytest.approx(_loss(eager, batch).item(), rel=1e-5, abs=1e-6)
     assert list(fast.state_dict()) == list(eager.state_dict())
 
@@ -150,7 +150,7 @@ def test_compile_runs_each_method_family_with_the_same_loss(case_name):
     eager, compiled = case.build(), case.build(compile={"backend": "eager"})
     compiled.apply_speed_options()
     assert compiled.compiled_modules() and all(getattr(compiled, n)._compiled_call_impl is not None for n in compiled.compiled_modules())
-    batch = case.fixed_batch(eager, 8, 0)
+    batch = case.batch(eager, 8, 0)
     loss = _loss(compiled, batch)
     assert loss.item() == pytest.approx(_loss(eager, batch).item(), rel=1e-4, abs=1e-6)
     loss.backward()

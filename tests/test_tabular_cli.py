@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from huggingface_hub import ModelCard
 import torch
+from huggingface_hub import ModelCard
 
 import zoo
 from zoo.cli import main
