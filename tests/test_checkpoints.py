@@ -11,7 +11,8 @@ from huggingface_hub import ModelCard
 import zoo
 
 CHECKPOINTS = sorted(p for p in (Path(__file__).resolve().parents[1] / "checkpoints").iterdir() if p.is_dir())
-#: the shipped configs that still use names from before the encoder keys took timm's words (zoo.deprecation)
+OLD_CONFIGS = Path(__file__).resolve().parent / "fixtures" / "old_configs"
+#: config.json files of shipped checkpoints as saved before the encoder keys took timm's names (zoo.deprecation)
 OLD_NAMES = {
     "slap-music-captions": {"projector_dim", "text_encoder.dim", "text_encoder.heads"},
     "skeleton_mae-generated": {"encoder.hidden_dim", "encoder.num_layers"},
@@ -28,31 +29,38 @@ def test_there_is_at_least_one_checkpoint():
     assert CHECKPOINTS
 
 
+@pytest.mark.parametrize("name", sorted(OLD_NAMES))
+def test_a_config_with_the_old_names_loads_with_one_warning_per_name_and_embeds_the_same(name, tmp_path):
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / name
+    for file in shipped.iterdir():
+        (tmp_path / file.name).symlink_to(file)
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "config.json").write_text((OLD_CONFIGS / f"{name}.json").read_text())
+    old = OLD_NAMES[name]
+    assert old <= _keys(json.loads((tmp_path / "config.json").read_text()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = zoo.from_pretrained(tmp_path)
+    renames = {str(w.message) for w in caught if issubclass(w.category, FutureWarning)}
+    assert len(renames) == len(old) and all(any(f"'{n.split('.')[-1]}' is now" in r for r in renames) for n in old), renames
+    current = zoo.from_pretrained(shipped)
+    assert model.init_args() == current.init_args()  # the old names mean the same settings
+    x = {
+        "features": lambda: torch.rand(3, model.encoder.num_columns),
+        "skeleton": lambda: torch.randn(3, model.encoder.in_channels, 8, model.encoder.layout.num_joints, 2),
+        "audio": lambda: torch.randn(3, 8000) * 0.1,
+    }[model.input_key]()
+    with torch.no_grad():
+        assert torch.equal(current.embed(x), model.embed(x))
+
+
 @pytest.mark.parametrize("folder", CHECKPOINTS, ids=lambda p: p.name)
 def test_shipped_checkpoint_loads_and_embeds(folder, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert config["method"] in zoo.list_models()
-    old = OLD_NAMES.get(folder.name, set())
-    assert old <= _keys(config)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # shipped configs use the current names
         model = zoo.from_pretrained(folder)
-    # old names load, one FutureWarning naming each; a save writes the new names
-    renames = {str(w.message) for w in caught if issubclass(w.category, FutureWarning)}
-    assert len(renames) == len(old) and all(any(f"'{n.split('.')[-1]}' is now" in r for r in renames) for n in old), renames
-    if old:
-        model.save_pretrained(tmp_path)
-        assert not old & _keys(json.loads((tmp_path / "config.json").read_text()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", FutureWarning)
-            resaved = zoo.from_pretrained(tmp_path)
-        x = {
-            "features": lambda: torch.rand(3, model.encoder.num_columns),
-            "skeleton": lambda: torch.randn(3, model.encoder.in_channels, 8, model.encoder.layout.num_joints, 2),
-            "audio": lambda: torch.randn(3, 8000) * 0.1,
-        }[model.input_key]()
-        with torch.no_grad():
-            assert torch.equal(resaved.embed(x), model.embed(x))
     # every card reports held-out results, as Hugging Face model-index entries of the pretrained model
     results = model.training_record()["results"]
     assert any(r["model"] == "pretrained" and r["split"] == "test" for r in results)
