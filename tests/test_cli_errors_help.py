@@ -52,7 +52,7 @@ def test_fit_help_is_short_and_names_methods_recipes_and_print_config(capsys):
     assert main(["fit", "--help"]) == 0
     out = capsys.readouterr().out
     assert len(out.splitlines()) < 60
-    for needle in ("zoo list", "--print_config", "--help-all", "zoo.methods.simclr.SimCLR", "digits, fashion_mnist", "cpu, ddp"):
+    for needle in ("zoo list", "--print_config", "--help-all", "zoo.methods.simclr.SimCLR", "digits, fashion_mnist", "cpu, cpu_bf16, ddp"):
         assert needle in out, needle
     assert all(path in out for path in DATAMODULES)
 
