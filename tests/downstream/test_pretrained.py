@@ -129,3 +129,13 @@ def test_export_checks_the_reload_bit_for_bit(folder, tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "from_pretrained", drifted)
     with pytest.raises(ExportMismatch, match="differ from the evaluated model's"):
         export_with_results(p, results, tmp_path / "export2")
+
+
+def test_data_names_take_either_spelling_and_an_unknown_one_is_one_line():
+    from zoo.downstream.pretrained import data_spec
+    from zoo.errors import DataError
+
+    assert data_spec("fashion_mnist") == data_spec("fashion-mnist") == ("ImageDataModule", {"dataset": "fashion-mnist"})
+    assert data_spec("breast-cancer") == ("TabularDataModule", {"dataset": "breast_cancer"})
+    with pytest.raises(DataError, match="--data fashion: not a YAML file, a class path or a zoo dataset; datasets: "):
+        data_spec("fashion")

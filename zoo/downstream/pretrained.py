@@ -107,10 +107,12 @@ def data_spec(data: str) -> tuple[str, dict[str, Any]]:
     from zoo.data.images import ImageDataModule
     from zoo.data.sources import SOURCES as TABLES
 
-    if data in ImageDataModule.DATASETS:
-        return "ImageDataModule", {"dataset": data}
-    if data in TABLES:
-        return "TabularDataModule", {"dataset": data}
+    # recipes are named configs/<method>/fashion_mnist.yaml: accept either spelling of a dataset name
+    for name in dict.fromkeys((data, data.replace("_", "-"), data.replace("-", "_"))):
+        if name in ImageDataModule.DATASETS:
+            return "ImageDataModule", {"dataset": name}
+        if name in TABLES:
+            return "TabularDataModule", {"dataset": name}
     raise DataError(
         f"--data {data}: not a YAML file, a class path or a zoo dataset; datasets: "
         f"{', '.join([*ImageDataModule.DATASETS, *TABLES])}"
