@@ -37,6 +37,7 @@ demo: $(STAMP) fashion-mnist
 		--data.init_args.data_dir $(FASHION_MNIST_DIR) --trainer.default_root_dir $(DEMO_RUN) --overwrite
 	$(BIN)/zoo evaluate $(DEMO_RUN)/checkpoints/last.ckpt --baselines random,raw --data-dir $(FASHION_MNIST_DIR) \
 		--export checkpoints/simclr-fashion-mnist --output $(DEMO_RUN)/results.json
+	$(BIN)/zoo cards  # MODEL_CARD.md lists the checkpoint the demo just replaced (make test checks they agree)
 
 test: $(STAMP)
 	$(BIN)/ruff check zoo tests benchmarks examples
