@@ -69,52 +69,22 @@ def _list(argv: list[str]) -> int:
     return 0
 
 
-def _export(argv: list[str]) -> int:
-    from zoo.cli.hub import export
+def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
+    """``zoo.cli.<module>.<function>``, imported when the command runs (``zoo --help`` stays free of torch)."""
 
-    return export(argv)
+    def run(argv: list[str]) -> int:
+        import importlib
 
+        return getattr(importlib.import_module(f"zoo.cli.{module}"), function)(argv)
 
-def _push(argv: list[str]) -> int:
-    from zoo.cli.hub import push
-
-    return push(argv)
-
-
-def _data(argv: list[str]) -> int:
-    from zoo.cli.data import main as data_main
-
-    return data_main(argv)
-
-
-def _cards(argv: list[str]) -> int:
-    from zoo.cli.hub import cards
-
-    return cards(argv)
-
-
-def _finetune(argv: list[str]) -> int:
-    from zoo.cli.finetune import main as finetune_main
-
-    return finetune_main(argv)
-
-
-def _embed(argv: list[str]) -> int:
-    from zoo.cli.embed import main as embed_main
-
-    return embed_main(argv)
-
-
-def _evaluate(argv: list[str]) -> int:
-    from zoo.cli.evaluate import main as evaluate_main
-
-    return evaluate_main(argv)
+    return run
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    "list": _list, "export": _export, "push": _push, "cards": _cards, "finetune": _finetune,
-    "embed": _embed, "evaluate": _evaluate, "data": _data,
-}
+    "list": _list, "export": _lazy("hub", "export"), "push": _lazy("hub", "push"), "cards": _lazy("hub", "cards"),
+    "finetune": _lazy("finetune", "main"), "embed": _lazy("embed", "main"), "evaluate": _lazy("evaluate", "main"),
+    "data": _lazy("data", "main"),
+}  # fmt: skip
 TOOL_SUMMARIES = {
     "list": "the registered methods: name, class path (--model CLASS_PATH) and a one-sentence summary",
     "export": "a checkpoint as a Hub folder, a timm folder or ONNX graphs: zoo export [--format hub|timm|onnx] SRC DIR",
