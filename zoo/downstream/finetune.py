@@ -24,7 +24,6 @@ fine-tuning recipe is ``optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_schedule=
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import math
 import warnings
@@ -39,33 +38,11 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo import schedules
+from zoo.downstream.pretrained import load_model, random_init_model
 
 MODES = ("linear", "finetune", "freeze_then_unfreeze")
 HEADS = ("linear", "mlp", "method")
 BASELINES = ("random-init", "raw-input")
-
-
-def _load_pretrained(src: str) -> Any:
-    """A zoo model from a Hub folder / repo id or a ``zoo fit`` Lightning checkpoint (``.ckpt``)."""
-    import zoo
-    from zoo.hub import load_checkpoint_model
-
-    if str(src).endswith(".ckpt"):
-        return load_checkpoint_model(src)[0]
-    return zoo.from_pretrained(src)
-
-
-def _random_init(model: Any, seed: int) -> Any:
-    """The same architecture as ``model`` with fresh weights drawn from ``seed`` (the same on every machine)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return type(model)(**model.init_args())
-
-
-def _outside_cli(fn: Any, *args: Any) -> Any:
-    # LightningCLI builds the FineTuner inside a context that hands *its* config to every save_hyperparameters call;
-    # a zoo model built in there would record the fine-tuner's config as its own
-    return contextvars.Context().run(fn, *args)
 
 
 class FineTuner(L.LightningModule):
@@ -140,10 +117,10 @@ class FineTuner(L.LightningModule):
             raise ValueError("FineTuner needs pretrained: a Hub folder, a Hub repo id or a .ckpt of a zoo model")
         loaded = not isinstance(pretrained, str)
         self.save_hyperparameters(ignore=["pretrained"] if loaded else None)
-        model = pretrained if loaded else _outside_cli(_load_pretrained, pretrained)
+        model = pretrained if loaded else load_model(pretrained)
         self.input_key: str = model.input_key
         if baseline == "random-init":
-            model = _outside_cli(_random_init, model, init_seed)
+            model = random_init_model(model, init_seed)
         #: the zoo model whose ``embedding_encoder()`` is fine-tuned; None for the raw-input baseline
         self.backbone = None if baseline == "raw-input" else model
         self.head: nn.Module | None = None
@@ -345,7 +322,7 @@ def run_finetune(
             raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     if not seeds:
         raise ValueError("run_finetune needs at least one seed")
-    model = _load_pretrained(pretrained) if isinstance(pretrained, str) else pretrained
+    model = load_model(pretrained) if isinstance(pretrained, str) else pretrained
     datamodule.setup("fit")  # the number of classes sizes the head
     num_classes = getattr(datamodule, "num_classes", None)
     trainer_args = {

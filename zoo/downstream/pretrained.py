@@ -304,6 +304,18 @@ def load_model(src: str | Path) -> Any:
     return contextvars.Context().run(zoo.from_pretrained, str(src)).eval()
 
 
+def random_init_model(model: Any, seed: int) -> Any:
+    """A zoo model of ``model``'s architecture with fresh weights: built from its init args under
+    ``torch.manual_seed(seed)`` in a forked RNG (nothing drawn before or after changes them), without any initial
+    weights its config names (``encoder.pretrained``), in a fresh ``contextvars`` context (see :func:`load_model`)."""
+    from zoo.encoders.image import saved_weights_follow
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with saved_weights_follow():
+            return contextvars.Context().run(lambda: type(model)(**model.init_args()))
+
+
 @dataclass
 class Pretrained:
     """A loaded encoder (``model``: anything with ``embed``), its training ``record`` and where its data comes from.
@@ -406,16 +418,13 @@ class Pretrained:
         in a forked RNG (so nothing drawn before, and nothing after, changes them), without any initial weights its
         config names (``encoder.pretrained``). Same seed, same torch and timm: bit-identical weights on any machine
         and thread count (tests/downstream/test_pretrained.py)."""
-        from zoo.encoders.image import saved_weights_follow
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            if isinstance(self.model, TimmImageModel):
+        if isinstance(self.model, TimmImageModel):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
                 m = self.model
                 model = TimmImageModel(m.architecture, m.in_chans, None, m.model_args, None, name=m.method_name)
-            else:
-                with saved_weights_follow():
-                    model = contextvars.Context().run(lambda: type(self.model)(**self.model.init_args()))
+        else:
+            model = random_init_model(self.model, seed)
         model.eval()
         return self._baseline(model, "random-init")
 
