@@ -506,9 +506,10 @@ def _omitted_note(omitted: list[str]) -> str:
     if not omitted:
         return ""
     return (
-        f"\n\nInference export: {', '.join(f'`{n}`' for n in omitted)} are not in the file; `from_pretrained` "
-        "rebuilds them from the online networks, as the method initialises them. Embeddings and fine-tuning are "
-        "unaffected; continuing the original pre-training run exactly needs its Lightning checkpoint."
+        f"\n\nInference export: {', '.join(f'`{n}`' for n in omitted)} are not in the file (`embed` does not run them); "
+        "`from_pretrained` rebuilds them as the method initialises them (EMA targets as copies of their online "
+        "networks, pre-training heads freshly initialised). Embeddings and fine-tuning are unaffected; continuing the "
+        "original pre-training run needs its Lightning checkpoint."
     )
 
 
@@ -659,15 +660,22 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         self._training_record = {k: v for k, v in record.items() if v is not None}
 
     # ---- save -------------------------------------------------------------------------------------------------
+    #: sub-modules only the pre-training loss runs (projectors, predictors, prototypes): an inference-only save
+    #: leaves them out, and a model loaded from it has them as the method initialises them
+    pretraining_heads: tuple[str, ...] = ()
+
     def hub_omittable_modules(self) -> list[str]:
-        """Sub-modules an ``inference_only`` save may leave out because :meth:`hub_restore_modules` rebuilds them
-        from the rest (e.g. EMA targets that ``embed`` never runs). None by default."""
-        return []
+        """Sub-modules an ``inference_only`` save may leave out: the :attr:`pretraining_heads` (``embed`` never runs
+        them; loading keeps them as initialised) and whatever :meth:`hub_restore_modules` rebuilds from the rest
+        (EMA targets, in :class:`~zoo.methods.momentum.MomentumMethod`)."""
+        return [name for name in self.pretraining_heads if isinstance(getattr(self, name, None), torch.nn.Module)]
 
     def hub_restore_modules(self, names: list[str]) -> None:
-        """Rebuild the sub-modules ``names`` that a save left out (see :meth:`hub_omittable_modules`)."""
-        if names:
-            raise PretrainedLoadError(f"{type(self).__name__} cannot rebuild omitted modules {names}")
+        """Rebuild the sub-modules ``names`` that a save left out (see :meth:`hub_omittable_modules`); the
+        pre-training heads stay as the constructor initialised them."""
+        unknown = [n for n in names if n not in self.pretraining_heads]
+        if unknown:
+            raise PretrainedLoadError(f"{type(self).__name__} cannot rebuild omitted modules {unknown}")
 
     def save_pretrained(
         self,
@@ -698,10 +706,14 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
 
     def write_pretrained(
         self, save_directory: str | Path, *, config: dict | None = None, model_card_kwargs: dict[str, Any] | None = None,
-        inference_only: bool = False,
+        inference_only: bool = False, omit: list[str] | None = None,
     ) -> list[str]:
-        """:meth:`save_pretrained` without the push; returns the names of the files that replaced earlier ones."""
-        omitted = self.hub_omittable_modules() if inference_only else []
+        """:meth:`save_pretrained` without the push; returns the names of the files that replaced earlier ones.
+        ``omit``: the modules to leave out, a subset of :meth:`hub_omittable_modules` (default: all of them when
+        ``inference_only``, else none)."""
+        omitted = list(omit) if omit is not None else self.hub_omittable_modules() if inference_only else []
+        if not set(omitted) <= set(self.hub_omittable_modules()):
+            raise PretrainedLoadError(f"{type(self).__name__} cannot leave out {sorted(set(omitted) - set(self.hub_omittable_modules()))}")
         card_kwargs = dict(model_card_kwargs or {})
         card_kwargs.setdefault("model_id", str(save_directory))  # the usage snippet loads this folder until it is pushed
         card_kwargs.setdefault("figures", [name for name in FIGURE_FILES if (Path(save_directory) / name).is_file()])
@@ -879,9 +891,7 @@ def rewrite_record(
     model.update_record(**fields)
     with safe_open(str(folder / WEIGHTS_NAME), framework="pt", device="cpu") as f:
         omitted = json.loads((f.metadata() or {}).get("omitted_modules", "[]"))
-    if omitted and sorted(omitted) != sorted(model.hub_omittable_modules()):
-        raise PretrainedLoadError(f"{folder}: leaves out {omitted}, not what an inference-only save leaves out now")
-    return model.write_pretrained(folder, config=config, inference_only=bool(omitted))
+    return model.write_pretrained(folder, config=config, omit=omitted)
 
 
 def from_pretrained(model_id: str | Path, **kwargs: Any) -> Any:

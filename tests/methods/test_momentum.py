@@ -91,7 +91,7 @@ def test_invalid_tau():
         BYOL(ema_tau_base=1.2)
 
 
-def test_inference_only_export_leaves_out_the_targets_and_rebuilds_them(tiny_encoder, tmp_path):
+def test_inference_only_export_leaves_out_the_heads_and_targets_and_rebuilds_them(tiny_encoder, tmp_path):
     import zoo
     from zoo.hub import WEIGHTS_NAME
 
@@ -99,22 +99,43 @@ def test_inference_only_export_leaves_out_the_targets_and_rebuilds_them(tiny_enc
     with torch.no_grad():
         for p in model.encoder.parameters():
             p.add_(0.5)  # trained online weights: the target (a copy of the initial weights) now differs
-    assert model.hub_omittable_modules() == ["target_encoder", "target_projector"]
+    assert model.hub_omittable_modules() == ["projector", "predictor", "target_encoder", "target_projector"]
     model.save_pretrained(tmp_path / "full")
     model.save_pretrained(tmp_path / "small", inference_only=True)
-    assert (tmp_path / "small" / WEIGHTS_NAME).stat().st_size < 0.8 * (tmp_path / "full" / WEIGHTS_NAME).stat().st_size
+    encoder_bytes = sum(p.numel() * 4 for p in model.encoder.state_dict().values())
+    assert (tmp_path / "small" / WEIGHTS_NAME).stat().st_size < encoder_bytes + 64 * 1024  # the encoder and little else
     assert "Inference export" in (tmp_path / "small" / "README.md").read_text()
 
     loaded = zoo.from_pretrained(tmp_path / "small")
     images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
     assert torch.equal(loaded.embed(images), model.eval().embed(images))
     for key, value in model.state_dict().items():
-        if not key.startswith("target_"):
+        if not key.startswith(("target_", "projector.", "predictor.")):
             assert torch.equal(loaded.state_dict()[key], value), key
-    # the targets restart from the online networks, as BYOL initialises them
+    # the targets restart from the online networks, as BYOL initialises them (the projector freshly initialised)
     for target, online in loaded._ema_pairs:
         for t, o in zip(target.state_dict().values(), online.state_dict().values()):
             assert torch.equal(t, o)
+
+
+def test_a_file_that_leaves_out_only_the_targets_loads_and_keeps_its_layout_when_rewritten(tiny_encoder, tmp_path):
+    """Inference exports written before the heads could be left out omit only the EMA targets."""
+    import json
+
+    from safetensors import safe_open
+
+    import zoo
+    from zoo.hub import WEIGHTS_NAME, rewrite_record
+
+    model = tiny_byol(tiny_encoder)
+    model.write_pretrained(tmp_path / "m", omit=["target_encoder", "target_projector"])
+    loaded = zoo.from_pretrained(tmp_path / "m")
+    for key, value in model.state_dict().items():
+        if not key.startswith("target_"):
+            assert torch.equal(loaded.state_dict()[key], value), key
+    rewrite_record(tmp_path / "m", notes="rewritten")
+    with safe_open(str(tmp_path / "m" / WEIGHTS_NAME), framework="pt") as f:
+        assert json.loads(f.metadata()["omitted_modules"]) == ["target_encoder", "target_projector"]
 
 
 def test_a_file_that_omits_what_the_model_cannot_rebuild_is_refused(tiny_encoder, tmp_path):
@@ -127,9 +148,9 @@ def test_a_file_that_omits_what_the_model_cannot_rebuild_is_refused(tiny_encoder
 
     tiny_byol(tiny_encoder).save_pretrained(tmp_path / "m", inference_only=True)
     path = tmp_path / "m" / WEIGHTS_NAME
-    state = {k: v for k, v in load_file(path).items() if not k.startswith("predictor.")}
-    save_file(state, path, metadata={"format": "pt", "omitted_modules": json.dumps(["target_encoder", "target_projector", "predictor"])})
-    with pytest.raises(PretrainedLoadError, match=r"leaves out \['predictor'\]"):
+    state = {k: v for k, v in load_file(path).items() if not k.startswith("encoder.")}
+    save_file(state, path, metadata={"format": "pt", "omitted_modules": json.dumps(["projector", "predictor", "target_encoder", "target_projector", "encoder"])})
+    with pytest.raises(PretrainedLoadError, match=r"leaves out \['encoder'\]"):
         zoo.from_pretrained(tmp_path / "m")
 
 

@@ -37,6 +37,8 @@ class BYOL(MomentumMethod):
     Evaluation uses the online encoder f.
     """
 
+    pretraining_heads = ("projector", "predictor")
+
     min_batch_size = 2  # batch-norm statistics of its projector and predictor
 
     def __init__(

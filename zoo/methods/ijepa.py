@@ -48,6 +48,8 @@ class IJEPA(MomentumMethod):
     Not reproduced: the release's cosine weight-decay schedule 0.04 → 0.4 (zoo's base has a constant weight decay).
     """
 
+    pretraining_heads = ("predictor",)
+
     def __init__(
         self,
         encoder: ViTEncoderConfig | None = None,

@@ -69,19 +69,24 @@ class MomentumMethod(SSLMethod):
         return {id(target): names[id(target)] for target, _ in self._ema_pairs}
 
     def hub_omittable_modules(self) -> list[str]:
-        """EMA targets that ``embed`` does not run (BYOL's, SLAP's): an inference-only Hub export leaves them out.
-        The JEPAs embed with their target encoder, which therefore always stays."""
+        """The pre-training heads and the EMA targets that ``embed`` does not run (BYOL's, SLAP's): an
+        inference-only Hub export leaves them out. The JEPAs embed with their target encoder, which therefore always
+        stays."""
         used = self.embedding_encoder()
         names = self._target_names()
-        return [names[id(t)] for t, _ in self._ema_pairs if not any(m is used for m in t.modules())]
+        targets = [names[id(t)] for t, _ in self._ema_pairs if not any(m is used for m in t.modules())]
+        return [*super().hub_omittable_modules(), *targets]
 
     def hub_restore_modules(self, names: list[str]) -> None:
-        """Targets left out of a Hub file restart as copies of their online networks, as at initialisation."""
+        """Targets left out of a Hub file restart as copies of their online networks, as at initialisation (after
+        the heads, which stay as initialised)."""
         target_names = self._target_names()
         by_name = {target_names[id(target)]: (target, online) for target, online in self._ema_pairs}
+        super().hub_restore_modules([n for n in names if n not in by_name])
         for name in names:
-            target, online = by_name[name]
-            target.load_state_dict(online.state_dict())
+            if name in by_name:
+                target, online = by_name[name]
+                target.load_state_dict(online.state_dict())
 
     def current_tau(self) -> float:
         """τ for the update after the current optimizer step (``ema_tau_schedule`` over the whole run)."""

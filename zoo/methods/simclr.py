@@ -26,6 +26,8 @@ class SimCLR(SSLMethod):
     NT-Xent(z₁, z₂; τ) with every other view in the (all-gathered) batch as a negative. Evaluation uses f's output.
     """
 
+    pretraining_heads = ("projector",)
+
     min_batch_size = 2  # NT-Xent on a batch of 1 has no negatives: its loss is 0
 
     def __init__(

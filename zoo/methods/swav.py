@@ -42,6 +42,8 @@ class SwAV(SSLMethod):
     the first ``freeze_prototypes_steps`` optimizer steps. Evaluation uses f's output.
     """
 
+    pretraining_heads = ("projector", "prototypes")
+
     min_batch_size = 2  # Sinkhorn-Knopp spreads the batch over the prototypes
 
     def __init__(

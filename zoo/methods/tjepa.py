@@ -35,6 +35,8 @@ class TJEPA(MomentumMethod):
     evaluates downstream); :meth:`embed_tokens` gives the tokens for the downstream adapters.
     """
 
+    pretraining_heads = ("predictor",)
+
     input_key = "features"
 
     def __init__(
