@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   create .venv, install zoo, train SimCLR on Fashion-MNIST (CPU, ~10 min), evaluate, export, reload
+#   make demo   create .venv, install zoo, train SimCLR on Fashion-MNIST for 2 epochs (CPU, ~10 min), evaluate, export, reload
 #   make test   create .venv, install zoo with its test extras, run the test suite (~4 min; ~6 min with the install)
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 DEMO_RUN := runs/simclr-fashion-mnist
 
-.PHONY: demo test install fashion-mnist clean
+.PHONY: demo weights test install fashion-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,18 @@ fashion-mnist:
 
 demo: $(STAMP) fashion-mnist
 	$(BIN)/zoo fit --config configs/simclr/fashion_mnist.yaml --config configs/trainer/cpu.yaml \
+		--trainer.max_epochs 2 --model.init_args.warmup_epochs 0.2 \
 		--data.init_args.data_dir $(FASHION_MNIST_DIR) --trainer.default_root_dir $(DEMO_RUN) --overwrite
 	$(BIN)/zoo evaluate $(DEMO_RUN)/checkpoints/last.ckpt --baselines random,raw --data-dir $(FASHION_MNIST_DIR) \
-		--export checkpoints/simclr-fashion-mnist --output $(DEMO_RUN)/results.json
-	$(BIN)/zoo cards  # MODEL_CARD.md lists the checkpoint the demo just replaced (make test checks they agree)
+		--export $(DEMO_RUN)/export --output $(DEMO_RUN)/results.json
+
+# Rebuild the shipped checkpoints from their recipes (configs/weights.yaml): every one, or WEIGHTS="name ...".
+# Hours on a 2-core CPU (README.md, "Rebuilding the weights"); an interrupted one continues with
+#   make weights WEIGHTS=name WEIGHTS_ARGS=--resume
+WEIGHTS ?=
+WEIGHTS_ARGS ?=
+weights: $(STAMP) fashion-mnist
+	$(BIN)/zoo weights --data-dir fashion_mnist=$(FASHION_MNIST_DIR) $(WEIGHTS_ARGS) $(WEIGHTS)
 
 test: $(STAMP)
 	$(BIN)/ruff check zoo tests benchmarks examples

@@ -9,9 +9,10 @@
     zoo embed --pretrained DIR INPUT --output FILE   embeddings of a folder / list / table / split (zoo/cli/embed.py)
     zoo evaluate SRC [--protocol knn,linear,...] [--baselines random,raw] [--export DIR]   downstream protocols
     zoo data build skeleton-actions|music-captions DIR   write a generated data set (NTU skeletons; audio–captions)
+    zoo weights [NAME ...]        rebuild shipped checkpoints from configs/weights.yaml (make weights)
 
 One module per command family: ``errors`` (the shared parser and one-line error wrapper), ``lightning`` (the
-LightningCLI subcommands), ``evaluate``, ``finetune``, ``embed``, ``hub`` (export, push, cards), ``data``. This module
+LightningCLI subcommands), ``evaluate``, ``finetune``, ``embed``, ``hub`` (export, push, cards), ``data``, ``weights``. This module
 imports none of them until a command runs.
 
 ``zoo`` / ``zoo --help`` list every command; ``zoo fit --help`` is a short guide (``--help-all``: every option).
@@ -83,7 +84,7 @@ def _lazy(module: str, function: str) -> Callable[[list[str]], int]:
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     "list": _list, "export": _lazy("hub", "export"), "push": _lazy("hub", "push"), "cards": _lazy("hub", "cards"),
     "finetune": _lazy("finetune", "main"), "embed": _lazy("embed", "main"), "evaluate": _lazy("evaluate", "main"),
-    "data": _lazy("data", "main"),
+    "data": _lazy("data", "main"), "weights": _lazy("weights", "main"),
 }  # fmt: skip
 TOOL_SUMMARIES = {
     "list": "the registered methods: name, class path (--model CLASS_PATH) and a one-sentence summary",
@@ -94,6 +95,7 @@ TOOL_SUMMARIES = {
     "embed": "embeddings of an image folder/list, a table or a data split: zoo embed --pretrained DIR INPUT --output FILE",
     "evaluate": "score encoders (zoo, timm) and their baselines: zoo evaluate SRC [--protocol knn,linear,...] [--baselines random,raw]",
     "data": "generated data sets (zoo data build skeleton-actions|music-captions DIR) or litdata shards (zoo data optimize SRC OUT)",
+    "weights": "rebuild the shipped checkpoints from their recipes (configs/weights.yaml): fit, evaluate, export, figures, cards",
 }
 
 
