@@ -73,9 +73,10 @@ def test_evaluate_export_and_reload(folder, tmp_path, capsys):
 
 
 def test_a_zoo_model_and_a_timm_backbone_in_one_table(folder, capsys):
-    assert main(["evaluate", str(folder), "timm:test_resnet", "--protocol", "knn", *QUICK]) == 0
+    assert main(["evaluate", str(folder), "timm:test_resnet", "--protocol", "knn", "--baselines", "random", *QUICK]) == 0
     printed = capsys.readouterr().out
     assert f"| {folder} |" in printed and "| timm:test_resnet |" in printed
+    assert f"(baselines: random of the first SRC, {folder}: " in printed  # whose architecture the random-init row is
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,8 @@ def main(argv: list[str]) -> int:
             runs = [run(p, name, **settings) for p in group]
             results.extend(over_init_seeds(runs, args.random_seeds) if group[0].name == "random-init" else runs[0])
     print(table(results))
+    if len(loaded) > 1 and args.baselines:
+        print(f"(baselines: {' and '.join(args.baselines)} of the first SRC, {loaded[0].source}: its architecture with random weights / its data's inputs)")
     if args.output:
         from zoo.atomic import write_atomic
 
