@@ -529,3 +529,18 @@ def test_card_shows_the_pictures_that_are_there_and_push_uploads_them(model, sav
     assert 'zoo.from_pretrained("org/x")' in uploaded["README.md"] and str(saved) not in uploaded["README.md"].split("## Training data")[0]
     assert (saved / "README.md").read_text() == local_card
 
+
+
+def test_results_table_puts_the_random_init_baseline_on_its_protocol_row_and_names_its_seeds():
+    from zoo.hub import results_table
+
+    common = {"protocol": "knn", "metric": "accuracy", "dataset": "fashion-mnist", "split": "test"}
+    results = [
+        {**common, "model": "pretrained", "value": 0.85, "settings": {"k": 200}},
+        {**common, "model": "random-init", "value": 0.25, "std": 0.01, "settings": {"k": 200, "init_seeds": [0, 1, 2]}},
+        {**common, "model": "raw-input", "value": 0.78, "settings": {"k": 200}},
+    ]
+    lines = results_table(results).splitlines()
+    assert lines[0] == "| protocol | metric | data | settings | pretrained | random-init | raw-input |"
+    assert len([line for line in lines if line.startswith("| knn |")]) == 1
+    assert lines[-1].startswith("Baselines: random-init: the same architecture and config, untrained (weight seeds 0, 1, 2; mean ± std over them)")

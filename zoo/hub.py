@@ -288,7 +288,9 @@ def result_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[tuple[di
     rows: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
     models: list[str] = []
     for entry in results:
-        key = {k: entry[k] for k in ("protocol", "metric", "dataset", "split")} | {"settings": entry.get("settings") or {}}
+        # a random-init baseline's weight seeds are not a setting of the protocol: it shares the row it is a baseline in
+        settings = {k: v for k, v in (entry.get("settings") or {}).items() if k != "init_seeds"}
+        key = {k: entry[k] for k in ("protocol", "metric", "dataset", "split")} | {"settings": settings}
         rows.setdefault(json.dumps(key, sort_keys=True), (key, {}))[1][entry["model"]] = entry
         if entry["model"] not in models:
             models.append(entry["model"])
@@ -308,6 +310,9 @@ def results_table(results: list[dict[str, Any]]) -> str:
             + " | ".join(cells) + " |"
         )
     notes = {"random-init": "the same architecture and config, untrained", "raw-input": "the input itself (flattened), no encoder"}
+    init_seeds = sorted({s for e in results if e["model"] == "random-init" for s in (e.get("settings") or {}).get("init_seeds") or []})
+    if init_seeds:
+        notes["random-init"] += f" (weight seeds {', '.join(map(str, init_seeds))}" + ("; mean ± std over them)" if len(init_seeds) > 1 else ")")
     described = [f"{m}: {notes[m]}" for m in models if m in notes]
     return "\n".join(lines) + (f"\n\nBaselines: {'; '.join(described)}." if described else "")
 
@@ -506,7 +511,7 @@ def _omitted_note(omitted: list[str]) -> str:
     if not omitted:
         return ""
     return (
-        f"\n\nInference export: {', '.join(f'`{n}`' for n in omitted)} are not in the file (`embed` does not run them); "
+        f"\n\nInference export: left out of the file, because `embed` does not run them: {', '.join(f'`{n}`' for n in omitted)}; "
         "`from_pretrained` rebuilds them as the method initialises them (EMA targets as copies of their online "
         "networks, pre-training heads freshly initialised). Embeddings and fine-tuning are unaffected; continuing the "
         "original pre-training run needs its Lightning checkpoint."
