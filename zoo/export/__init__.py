@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from zoo.hub import HubFolderError, from_pretrained, load_checkpoint_model, replace_files
+from zoo.downstream.pretrained import load_model as pretrained_load_model
+from zoo.hub import HubFolderError, replace_files
 
 
 class ExportError(ValueError):
@@ -24,12 +25,9 @@ class ExportError(ValueError):
 
 
 def load_model(source: str | Path) -> Any:
-    """A zoo method in eval mode from a ``zoo fit`` checkpoint (``.ckpt``) or a Hub folder / repo id."""
-    path = Path(source)
-    if not path.exists() and (path.suffix == ".ckpt" or str(source).count("/") != 1):  # not a Hub id (org/name) either
-        raise FileNotFoundError(f"{source}: no such checkpoint or folder")
-    model = load_checkpoint_model(path)[0] if path.is_file() else from_pretrained(str(source))
-    return model.float().eval()
+    """A zoo method in eval mode and fp32 from a ``zoo fit`` checkpoint (``.ckpt``) or a Hub folder / repo id: the
+    one loader of :func:`zoo.downstream.pretrained.load_model`, cast to fp32 for tracing."""
+    return pretrained_load_model(source).float().eval()
 
 
 def image_input_shape(model: Any, input_size: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
