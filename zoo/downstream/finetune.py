@@ -325,23 +325,16 @@ def run_finetune(
     model = load_model(pretrained) if isinstance(pretrained, str) else pretrained
     datamodule.setup("fit")  # the number of classes sizes the head
     num_classes = getattr(datamodule, "num_classes", None)
-    trainer_args = {
-        "accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
-        "enable_progress_bar": False, "enable_model_summary": False, **(trainer or {}),
-    }  # fmt: skip
     results = []
     for baseline in (None, *baselines):
         run_options = {**options, "mode": "linear"} if baseline == "raw-input" else options
-        accuracies = []
-        for seed in seeds:
-            L.seed_everything(seed, verbose=False)
-            tuner = FineTuner(copy.deepcopy(model), num_classes, baseline=baseline, init_seed=seed, **run_options)
-            fit = L.Trainer(**trainer_args)
-            fit.fit(tuner, datamodule=datamodule)
-            metrics = fit.test(tuner, datamodule=datamodule, verbose=False)
-            accuracies.append(float({k: v for m in metrics for k, v in m.items()}["test/acc"]))
+
+        def build(seed: int, baseline: str | None = baseline, run_options: dict[str, Any] = run_options) -> FineTuner:
+            return FineTuner(copy.deepcopy(model), num_classes, baseline=baseline, init_seed=seed, **run_options)
+
+        accuracies, tuner = seeded_test_accuracies(build, seeds, {"datamodule": datamodule}, {"datamodule": datamodule}, trainer)
         settings = {k: v for k, v in tuner.hparams.items() if k not in ("num_classes", "baseline", "init_seed")}
-        settings.update({k: trainer_args[k] for k in ("max_epochs", "max_steps") if k in trainer_args})
+        settings.update({k: (trainer or {})[k] for k in ("max_epochs", "max_steps") if k in (trainer or {})})
         mean = sum(accuracies) / len(accuracies)
         std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1)) if len(accuracies) > 1 else None
         results.append({
@@ -350,6 +343,29 @@ def run_finetune(
             "settings": _jsonable(settings),
         })  # fmt: skip
     return results
+
+
+def seeded_test_accuracies(
+    build: Any, seeds: Sequence[int], fit_kwargs: dict[str, Any], test_kwargs: dict[str, Any], trainer: dict[str, Any] | None = None,
+) -> tuple[list[float], FineTuner]:
+    """For each seed: seed everything, ``build(seed)`` a :class:`FineTuner`, fit it and test it; returns every
+    seed's ``test/acc`` and the last fine-tuner. ``fit_kwargs`` / ``test_kwargs``: a datamodule or dataloaders for
+    ``Trainer.fit`` / ``Trainer.test``; ``trainer``: ``lightning.Trainer`` arguments over quiet defaults. The one
+    loop behind both ``run_finetune`` functions (this module's, over a datamodule; ``zoo evaluate``'s finetune
+    protocol, over arrays)."""
+    trainer_args = {
+        "accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
+        "enable_progress_bar": False, "enable_model_summary": False, **(trainer or {}),
+    }  # fmt: skip
+    accuracies = []
+    for seed in seeds:
+        L.seed_everything(seed, verbose=False)
+        tuner = build(seed)
+        fit = L.Trainer(**trainer_args)
+        fit.fit(tuner, **fit_kwargs)
+        metrics = fit.test(tuner, verbose=False, **test_kwargs)
+        accuracies.append(float({k: v for m in metrics for k, v in m.items()}["test/acc"]))
+    return accuracies, tuner
 
 
 def _dataset_name(datamodule: Any) -> str:

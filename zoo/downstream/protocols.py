@@ -178,7 +178,6 @@ def run_finetune(p: Pretrained, epochs: int = 10, lr: float = 0.1, seeds: Sequen
                  limit_test: int | None = None, **_: Any) -> list[dict[str, Any]]:  # fmt: skip
     """The encoder and a classification head trained end to end (SGD, step schedule) on the train split, tested on
     the test split. The fine-tuner is :func:`finetuner` (the one place this module builds one)."""
-    import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     train_x, train_y = p.inputs("train")
@@ -193,16 +192,15 @@ def run_finetune(p: Pretrained, epochs: int = 10, lr: float = 0.1, seeds: Sequen
     def loader(x: Tensor, y: Tensor, shuffle: bool) -> DataLoader:
         return DataLoader(TensorDataset(x, y), batch_size=64, shuffle=shuffle, collate_fn=collate)
 
-    values = []
+    from zoo.downstream.finetune import seeded_test_accuracies
+
     start = time.perf_counter()
-    for seed in seeds:
-        L.seed_everything(seed, verbose=False)
-        model = finetuner(p, classes, lr=lr, input_shape=tuple(train_x.shape[1:]))
-        with _quiet_lightning():
-            trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                                enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-            trainer.fit(model, train_dataloaders=loader(train_x, train_y, True))
-            values.append(float(trainer.test(model, dataloaders=loader(test_x, test_y, False), verbose=False)[0]["test/acc"]))
+    with _quiet_lightning():
+        values, _ = seeded_test_accuracies(
+            lambda seed: finetuner(p, classes, lr=lr, input_shape=tuple(train_x.shape[1:])), seeds,
+            {"train_dataloaders": loader(train_x, train_y, True)}, {"dataloaders": loader(test_x, test_y, False)},
+            {"max_epochs": epochs, "accelerator": "cpu"},
+        )  # fmt: skip
     settings = {"epochs": epochs, "lr": lr, "optimizer": "sgd", "train_size": len(train_x), "seconds": round(time.perf_counter() - start, 1)}
     std = statistics.stdev(values) if len(values) > 1 else None
     return [result("finetune", "accuracy", statistics.fmean(values), p, "test", settings, std=std, seeds=list(seeds) if len(seeds) > 1 else None)]
