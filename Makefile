@@ -39,13 +39,14 @@ demo: $(STAMP) fashion-mnist
 	$(BIN)/zoo evaluate $(DEMO_RUN)/checkpoints/last.ckpt --baselines random,raw --data-dir $(FASHION_MNIST_DIR) \
 		--export $(DEMO_RUN)/export --output $(DEMO_RUN)/results.json
 
-# Rebuild the shipped checkpoints from their recipes (configs/weights.yaml): every one, or WEIGHTS="name ...".
-# Hours on a 2-core CPU (README.md, "Rebuilding the weights"); an interrupted one continues with
-#   make weights WEIGHTS=name WEIGHTS_ARGS=--resume
+# Rebuild the shipped checkpoints from their recipes (configs/weights.yaml): every one, or WEIGHTS="name ...", two at
+# a time with half the cores each (WEIGHTS_JOBS). Hours on a 2-core CPU (README.md, "Rebuilding the weights"); an
+# interrupted one continues with   make weights WEIGHTS=name WEIGHTS_ARGS=--resume
 WEIGHTS ?=
+WEIGHTS_JOBS ?= 2
 WEIGHTS_ARGS ?=
 weights: $(STAMP) fashion-mnist
-	$(BIN)/zoo weights --data-dir fashion_mnist=$(FASHION_MNIST_DIR) $(WEIGHTS_ARGS) $(WEIGHTS)
+	$(BIN)/zoo weights --jobs $(WEIGHTS_JOBS) --data-dir fashion_mnist=$(FASHION_MNIST_DIR) $(WEIGHTS_ARGS) $(WEIGHTS)
 
 test: $(STAMP)
 	$(BIN)/ruff check zoo tests benchmarks examples

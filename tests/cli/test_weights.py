@@ -35,10 +35,15 @@ def one_line(capsys) -> str:
 def test_rebuilds_a_checkpoint_with_its_record_figures_card_and_model_card(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     evaluate = ["--protocol", "knn", "--baselines", "raw", "--limit-train", "150", "--limit-test", "60", "--knn-k", "20"]
-    manifest = write_manifest(tmp_path / "weights.yaml", {"tiny-simclr": {"fit": TINY_FIT, "evaluate": evaluate}})
-    out = tmp_path / "checkpoints"
-    args = ["weights", "--manifest", str(manifest), "--out", str(out), "--runs", str(tmp_path / "runs"), "--map-points", "60"]
-    assert main(args) == 0
+    broken = {"fit": [*TINY_FIT, "--model.init_args.lr", "-1"], "evaluate": evaluate}
+    manifest = write_manifest(tmp_path / "weights.yaml", {"tiny-simclr": {"fit": TINY_FIT, "evaluate": evaluate}, "broken": broken})
+    out, runs = tmp_path / "checkpoints", tmp_path / "runs"
+    args = ["weights", "--manifest", str(manifest), "--out", str(out), "--runs", str(runs), "--map-points", "60"]
+    # two at a time: one recipe fails (its error names it and its log), the other is rebuilt all the same
+    assert main([*args, "--jobs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"zoo weights: error: broken: the fit step exited with 2 (its output is in {runs / 'broken.log'}); nothing after it ran"
+    assert "lr" in (runs / "broken.log").read_text() and not (out / "broken").exists()
     folder = out / "tiny-simclr"
     for name in ("training_curve.png", "embedding_map.png"):
         assert (folder / name).read_bytes()[:4] == b"\x89PNG"
@@ -47,14 +52,14 @@ def test_rebuilds_a_checkpoint_with_its_record_figures_card_and_model_card(tmp_p
     assert record["command"].startswith("zoo fit --config") and "--trainer.default_root_dir" in record["command"]
     assert record["epochs_completed"] == 2 and record["wall_time_s"] > 0 and record["machine"]
     assert [(r["protocol"], r["model"]) for r in record["results"]] == [("knn", "pretrained"), ("knn", "raw-input")]
-    assert json.loads((tmp_path / "runs" / "tiny-simclr" / "results.json").read_text()) == record["results"]
-    assert "tiny-simclr" in (tmp_path / "MODEL_CARD.md").read_text()
+    assert json.loads((runs / "tiny-simclr" / "results.json").read_text()) == record["results"]
     zoo.from_pretrained(folder)  # loads as users load it
-    # --skip-fit: evaluate, export and draw again from the finished run (no training), replacing only zoo's files
+    # --skip-fit: evaluate, export and draw again from the finished run (no training), replacing only zoo's files;
+    # then MODEL_CARD.md
     (folder / "notes.txt").write_text("mine")
-    capsys.readouterr()
-    assert main([*args, "--skip-fit", "--no-cards"]) == 0
+    assert main([*args, "tiny-simclr", "--skip-fit"]) == 0
     assert "fit: zoo fit" not in capsys.readouterr().out and (folder / "notes.txt").read_text() == "mine"
+    assert "tiny-simclr" in (tmp_path / "MODEL_CARD.md").read_text()
 
 
 def test_list_and_dry_run_print_the_commands(tmp_path, capsys):
@@ -89,6 +94,7 @@ def test_the_shipped_manifest_names_every_shipped_checkpoint_and_existing_recipe
         ({"a": {"fit": ["{missing}"], "evaluate": []}}, [], "names the data folder 'missing', which neither data_dirs nor --data-dir missing=PATH gives"),
         ({"a": {"fit": []}}, [], "checkpoints.a.evaluate must be a list of command-line arguments"),
         ({"a": {"fit": [], "evaluate": []}}, ["--data-dir", "oops"], "--data-dir 'oops': expected KEY=PATH"),
+        ({"a": {"fit": [], "evaluate": []}}, ["--jobs", "0"], "--jobs must be >= 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, entries, args, message):

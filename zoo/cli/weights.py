@@ -5,6 +5,7 @@
     zoo weights --list                   the names, with the commands each runs (--dry-run: the same, per step)
     zoo weights NAME --resume            continue an interrupted fit from its run directory's last.ckpt
     zoo weights NAME --skip-fit          evaluate, export and draw from the run directory's last.ckpt as it is
+    zoo weights --jobs 2                 two checkpoints at a time, each with half the cores (logs in the run folder)
 
 Every step is the public command a user would type (``zoo data build``, ``zoo fit``, ``zoo evaluate --export``), run
 as a child process and echoed first, so the card of each checkpoint records the exact ``zoo fit`` command, the
@@ -15,9 +16,11 @@ figures are then drawn next to them and the card rewritten to show them (:func:`
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from typing import Any
 from zoo.cli.errors import ArgumentParser, CLIError
 
 MANIFEST = Path(__file__).resolve().parents[2] / "configs" / "weights.yaml"
-USAGE = "zoo weights [NAME ...] [--list] [--dry-run] [--resume | --skip-fit] [--data-dir KEY=PATH] [--out DIR] [--runs DIR]"
+USAGE = "zoo weights [NAME ...] [--list] [--dry-run] [--resume | --skip-fit] [--jobs N] [--data-dir KEY=PATH] [--out DIR] [--runs DIR]"
 
 
 def parser() -> Any:
@@ -40,6 +43,7 @@ def parser() -> Any:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue each fit from its run directory's last.ckpt")
     mode.add_argument("--skip-fit", action="store_true", help="use the run directory's last.ckpt as it is (no training)")
+    p.add_argument("--jobs", type=int, default=1, help="checkpoints at a time, each with cores/jobs torch threads and its output in RUNS/NAME.log")
     p.add_argument("--no-cards", action="store_true", help="do not rewrite MODEL_CARD.md at the end")
     p.add_argument("--map-points", type=int, default=3000, help="test rows in the t-SNE map (default 3000)")
     return p
@@ -96,12 +100,23 @@ def plan(name: str, entry: dict[str, Any], data_dirs: dict[str, str], args: Any)
     return steps
 
 
-def run_zoo(step: str, name: str, zoo_args: list[str]) -> float:
-    print(f"\n[{name}] {step}: zoo {shlex.join(zoo_args)}", flush=True)
+def run_zoo(step: str, name: str, zoo_args: list[str], log: Path | None = None, threads: int | None = None) -> float:
+    """Run ``zoo <zoo_args>`` as a child process (its output to ``log`` when given, else here), with ``threads``
+    torch threads when given."""
+    line = f"\n[{name}] {step}: zoo {shlex.join(zoo_args)}"
+    print(line if log is None else f"[{name}] {step} (output: {log})", flush=True)
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "zoo.cli", *zoo_args])
+    if log is None:
+        code = subprocess.call([sys.executable, "-m", "zoo.cli", *zoo_args], env=env)
+    else:
+        with log.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+            out.flush()
+            code = subprocess.call([sys.executable, "-m", "zoo.cli", *zoo_args], env=env, stdout=out, stderr=subprocess.STDOUT)
     if code != 0:
-        raise CLIError(f"{name}: the {step} step exited with {code} (its output is above); nothing after it ran")
+        where = f"its output is in {log}" if log is not None else "its output is above"
+        raise CLIError(f"{name}: the {step} step exited with {code} ({where}); nothing after it ran")
     return time.perf_counter() - start
 
 
@@ -119,6 +134,8 @@ def draw_figures(name: str, run: Path, out: Path, points: int) -> None:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.jobs < 1:
+        raise CLIError(f"--jobs must be >= 1, got {args.jobs}")
     manifest_path = Path(args.manifest) if args.manifest else MANIFEST
     manifest = read_manifest(manifest_path)
     entries: dict[str, Any] = manifest["checkpoints"]
@@ -142,12 +159,32 @@ def main(argv: list[str]) -> int:
                 print(f"  {'figures':9s} {Path(args.out) / name}/training_curve.png, embedding_map.png; card rewritten")
         return 0
     timings: dict[str, float] = {}
-    for name, steps in plans.items():
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    figures_lock = threading.Lock()  # the figures are drawn in this process: one at a time
+
+    def rebuild(name: str) -> None:
         start = time.perf_counter()
-        for step, zoo_args in steps:
-            run_zoo(step, name, zoo_args)
-        draw_figures(name, Path(args.runs) / name, Path(args.out) / name, args.map_points)
+        log = None
+        if args.jobs > 1:
+            log = Path(args.runs) / f"{name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+        for step, zoo_args in plans[name]:
+            run_zoo(step, name, zoo_args, log, threads)
+        with figures_lock:
+            draw_figures(name, Path(args.runs) / name, Path(args.out) / name, args.map_points)
         timings[name] = time.perf_counter() - start
+
+    if args.jobs == 1:
+        for name in plans:
+            rebuild(name)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            failures = [f.exception() for f in [pool.submit(rebuild, name) for name in plans]]
+        failed = [e for e in failures if e is not None]
+        if failed:
+            raise failed[0] if len(failed) == 1 else CLIError("; ".join(str(e) for e in failed))
     if not args.no_cards:
         run_zoo("cards", "zoo", ["cards", "--checkpoints", args.out])
     for name, seconds in timings.items():
