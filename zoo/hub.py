@@ -716,9 +716,10 @@ class HubMixin(ModelHubMixin, library_name="zoo", tags=["self-supervised-learnin
         """:meth:`save_pretrained` without the push; returns the names of the files that replaced earlier ones.
         ``omit``: the modules to leave out, a subset of :meth:`hub_omittable_modules` (default: all of them when
         ``inference_only``, else none)."""
-        omitted = list(omit) if omit is not None else self.hub_omittable_modules() if inference_only else []
-        if not set(omitted) <= set(self.hub_omittable_modules()):
-            raise PretrainedLoadError(f"{type(self).__name__} cannot leave out {sorted(set(omitted) - set(self.hub_omittable_modules()))}")
+        omittable = self.hub_omittable_modules()
+        omitted = list(omit) if omit is not None else omittable if inference_only else []
+        if not set(omitted) <= set(omittable):
+            raise PretrainedLoadError(f"{type(self).__name__} cannot leave out {sorted(set(omitted) - set(omittable))}")
         card_kwargs = dict(model_card_kwargs or {})
         card_kwargs.setdefault("model_id", str(save_directory))  # the usage snippet loads this folder until it is pushed
         card_kwargs.setdefault("figures", [name for name in FIGURE_FILES if (Path(save_directory) / name).is_file()])

@@ -16,6 +16,7 @@ figures are then drawn next to them and the card rewritten to show them (:func:`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -100,24 +101,20 @@ def plan(name: str, entry: dict[str, Any], data_dirs: dict[str, str], args: Any)
     return steps
 
 
-def run_zoo(step: str, name: str, zoo_args: list[str], log: Path | None = None, threads: int | None = None) -> float:
+def run_zoo(step: str, name: str, zoo_args: list[str], log: Path | None = None, threads: int | None = None) -> None:
     """Run ``zoo <zoo_args>`` as a child process (its output to ``log`` when given, else here), with ``threads``
     torch threads when given."""
     line = f"\n[{name}] {step}: zoo {shlex.join(zoo_args)}"
     print(line if log is None else f"[{name}] {step} (output: {log})", flush=True)
     env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    start = time.perf_counter()
-    if log is None:
-        code = subprocess.call([sys.executable, "-m", "zoo.cli", *zoo_args], env=env)
-    else:
-        with log.open("a", encoding="utf-8") as out:
+    with log.open("a", encoding="utf-8") if log is not None else contextlib.nullcontext() as out:
+        if out is not None:
             out.write(line + "\n")
             out.flush()
-            code = subprocess.call([sys.executable, "-m", "zoo.cli", *zoo_args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        code = subprocess.call([sys.executable, "-m", "zoo.cli", *zoo_args], env=env, stdout=out, stderr=None if out is None else subprocess.STDOUT)
     if code != 0:
         where = f"its output is in {log}" if log is not None else "its output is above"
         raise CLIError(f"{name}: the {step} step exited with {code} ({where}); nothing after it ran")
-    return time.perf_counter() - start
 
 
 def draw_figures(name: str, run: Path, out: Path, points: int) -> None:
@@ -125,9 +122,8 @@ def draw_figures(name: str, run: Path, out: Path, points: int) -> None:
     from zoo.downstream.figures import embedding_map, training_curve
     from zoo.hub import rewrite_record
 
-    title = name
-    training_curve(run, out / "training_curve.png", title=f"{title}: training")
-    embedding_map(Pretrained.load(out), out / "embedding_map.png", limit=points, title=f"{title}: t-SNE of test embeddings")
+    training_curve(run, out / "training_curve.png", title=f"{name}: training")
+    embedding_map(Pretrained.load(out), out / "embedding_map.png", limit=points, title=f"{name}: t-SNE of test embeddings")
     replaced = rewrite_record(out)
     print(f"[{name}] figures: {out / 'training_curve.png'}, {out / 'embedding_map.png'} (card rewritten: {', '.join(replaced)})", flush=True)
 

@@ -334,7 +334,7 @@ def run_finetune(
 
         accuracies, tuner = seeded_test_accuracies(build, seeds, {"datamodule": datamodule}, {"datamodule": datamodule}, trainer)
         settings = {k: v for k, v in tuner.hparams.items() if k not in ("num_classes", "baseline", "init_seed")}
-        settings.update({k: (trainer or {})[k] for k in ("max_epochs", "max_steps") if k in (trainer or {})})
+        settings.update({k: v for k, v in (trainer or {}).items() if k in ("max_epochs", "max_steps")})
         mean = sum(accuracies) / len(accuracies)
         std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1)) if len(accuracies) > 1 else None
         results.append({
