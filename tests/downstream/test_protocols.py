@@ -14,6 +14,7 @@ import torch
 from tests.method_cases import CASES
 from zoo.downstream.pretrained import Pretrained
 from zoo.downstream.protocols import PROTOCOLS, run
+from zoo.hub import validate_results
 
 KEYS = {"protocol", "metric", "value", "std", "seeds", "model", "dataset", "split", "settings"}
 #: the smallest settings under which each protocol still does its whole job
@@ -67,6 +68,7 @@ def get_modality(case) -> str:
 
 def _check(entries: list[dict], protocol: str, model: str) -> None:
     assert entries, f"{protocol} returned nothing"
+    validate_results(entries)  # what `zoo evaluate --export` writes into the record: every entry must pass
     for e in entries:
         assert set(e) == KEYS and e["protocol"] == protocol and e["split"] == "test"
         assert e["model"] in (model, "hist-gradient-boosting")

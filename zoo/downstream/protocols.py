@@ -44,12 +44,13 @@ def result(protocol: str, metric: str, value: float, p: Pretrained, split: str, 
 
 
 def dataset_name(p: Pretrained) -> str:
-    """The data's name for the record: the dataset, else what the source files say."""
-    from zoo.hub import dataset_label
+    """The data's name for the record (a results-entry name: ``generated-skeleton-actions``): the dataset, else what
+    the source files say."""
+    from zoo.hub import dataset_name as record_name
 
     dm = p.datamodule()
     hparams = {k: v for k, v in dict(getattr(dm, "hparams", {}) or {}).items()}
-    return dataset_label(hparams) or type(dm).__name__
+    return record_name(hparams) or type(dm).__name__
 
 
 def _limit(x: Any, n: int | None) -> Any:
