@@ -1,5 +1,6 @@
 """Skeleton layouts, the action generator, the format readers and SkeletonDataModule."""
 
+import json
 import pickle
 from collections import deque
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from zoo.cli import main
 from zoo.data.base import DataError
 from zoo.data.skeleton import (
     SkeletonDataModule,
@@ -18,7 +20,7 @@ from zoo.data.skeleton import (
     valid_lengths,
     write_ntu_split,
 )
-from zoo.data.skeleton_generator import ACTIONS, generate_actions, write_actions_dataset
+from zoo.data.skeleton_generator import ACTION_SETS, ACTIONS, FINE_ACTIONS, generate_actions, write_actions_dataset
 from zoo.nn.skeleton_layouts import BODY_PARTS, LAYOUTS, get_layout
 
 
@@ -82,13 +84,33 @@ def test_generator_is_seeded_balanced_and_in_ntu_format():
     assert (np.all(person == 0, axis=1)).any()
 
 
-def test_each_action_moves_differently():
-    # mean joint speed per action differs (walk/run/jump move the body; others differ in limb motion)
-    data, labels = generate_actions(120, seed=0, max_frames=32)
+@pytest.mark.parametrize("actions", ["basic", "fine"])
+def test_each_action_moves_differently(actions):
+    # per-joint mean speed and mean position per action differ (walk/run/jump move the body; others differ in limb
+    # motion; the held one-arm poses of the fine set differ in where the hand is)
+    names = ACTION_SETS[actions]
+    data, labels = generate_actions(10 * len(names), seed=0, max_frames=32, actions=actions)
     x = normalize_skeletons(resample_frames(data[..., :1], 32), get_layout("ntu25"))[..., 0]
-    profile = np.stack([np.abs(np.diff(x[labels == a], axis=2)).mean(axis=(0, 1, 2)) for a in range(len(ACTIONS))])
+    speed = [np.abs(np.diff(x[labels == a], axis=2)).mean(axis=(0, 1, 2)) for a in range(len(names))]
+    pose = [np.abs(x[labels == a]).mean(axis=(0, 2)).ravel() for a in range(len(names))]
+    profile = np.concatenate([np.stack(speed), np.stack(pose)], axis=1)
     distances = np.linalg.norm(profile[:, None] - profile[None], axis=-1)
-    assert (distances + np.eye(len(ACTIONS)) * 1e9).min() > 1e-3
+    assert (distances + np.eye(len(names)) * 1e9).min() > 1e-3
+
+
+def test_fine_action_set_extends_the_basic_one(tmp_path):
+    assert ACTION_SETS["fine"][: len(ACTIONS)] == ACTIONS and len(ACTION_SETS["fine"]) == len(ACTIONS) + len(FINE_ACTIONS)
+    # the basic set is unchanged by the fine one (same seed, same data): the shipped recipes stay reproducible
+    assert np.array_equal(generate_actions(24, seed=1, max_frames=8)[0], generate_actions(24, seed=1, max_frames=8, actions="basic")[0])
+    _, labels = generate_actions(42, seed=0, max_frames=8, actions="fine")
+    assert np.bincount(labels).tolist() == [2] * 21
+    assert main(["data", "build", "skeleton-actions", str(tmp_path / "fine"), "--train", "21", "--test", "21", "--frames", "8", "--actions", "fine"]) == 0
+    assert json.loads((tmp_path / "fine" / "classes.json").read_text()) == list(ACTION_SETS["fine"])
+    dm = SkeletonDataModule(tmp_path / "fine", data_format="generated", num_frames=8, num_persons=1, batch_size=4, val_size=4)
+    dm.setup("fit")
+    assert dm.num_classes == 21 and dm.class_names[-1] == "salute"
+    with pytest.raises(ValueError, match="unknown action set 'hard'; valid: basic, fine"):
+        generate_actions(4, actions="hard")
 
 
 # ---- readers -----------------------------------------------------------------------------------------------------------

@@ -28,6 +28,13 @@ ACTIONS: tuple[str, ...] = (
     "walk", "run", "jump", "wave", "squat", "punch", "kick", "sit_down", "stand_up", "arm_circles",
     "jumping_jacks", "clap",
 )  # fmt: skip
+# Fine-grained actions: each is a near neighbour of a basic one or of another fine one (walk / march in place,
+# wave / wave with both hands, jump / hop, punch / point / throw, squat / bow, and three one-hand-to-head poses:
+# drink, phone call, salute), so that telling them apart needs the arm and hand joints, not the overall motion.
+FINE_ACTIONS: tuple[str, ...] = (
+    "march", "wave_both", "hop", "point", "throw", "bow", "drink", "phone_call", "salute",
+)  # fmt: skip
+ACTION_SETS: dict[str, tuple[str, ...]] = {"basic": ACTIONS, "fine": ACTIONS + FINE_ACTIONS}
 FPS = 30.0
 _LEFT, _RIGHT = 1.0, -1.0  # +x is the subject's left in the body frame
 
@@ -144,8 +151,49 @@ def _angles(action: str, t: np.ndarray, rng: np.random.Generator) -> dict[str, n
         a["sf_l"] = a["sf_r"] = zero + 1.45 + rng.normal(0, 0.1)
         a["sa_l"] = a["sa_r"] = -0.3 + 1.0 * amp * o  # after a forward flexion, abduction opens the arms sideways
         a["ef_l"] = a["ef_r"] = zero + 0.3
+    elif action == "march":  # walking in place with high knees: the gait of "walk" without moving forward
+        w = wave_of(0.9)
+        a["hf_l"], a["hf_r"] = 0.9 * amp * np.clip(np.sin(w), 0, None), 0.9 * amp * np.clip(-np.sin(w), 0, None)
+        a["kf_l"], a["kf_r"] = 1.6 * a["hf_l"], 1.6 * a["hf_r"]
+        a["sf_l"], a["sf_r"] = -0.4 * amp * np.sin(w), 0.4 * amp * np.sin(w)
+    elif action == "wave_both":
+        w = wave_of(2.0)
+        a["sa_l"] = a["sa_r"] = zero + 2.4 + rng.normal(0, 0.1)
+        a["ef_l"], a["ef_r"] = 0.7 + 0.5 * amp * np.sin(w), 0.7 - 0.5 * amp * np.sin(w)
+    elif action == "hop":  # one leg held up, bouncing on the other
+        w = wave_of(1.2)
+        sides(zero + 0.5 + rng.normal(0, 0.05), zero.copy(), "hf")
+        sides(zero + 1.4 + rng.normal(0, 0.1), 0.4 * np.clip(-np.sin(w), 0, None), "kf")
+        a["lift"] = 0.12 * amp * np.clip(np.sin(w), 0, None)
+        a["sa_l"] = a["sa_r"] = zero + 0.4
+    elif action in ("point", "drink", "phone_call", "salute"):
+        # one arm brought to a pose and held (point, phone call, salute) or brought up and down (drink)
+        start, duration = rng.uniform(0, 0.3) * t[-1], rng.uniform(0.4, 0.8) / speed
+        u = np.clip((t - start) / duration, 0, 1)
+        u = u * u * (3 - 2 * u)
+        if action == "drink":
+            u = 0.5 * (1 - np.cos(wave_of(0.5)))
+        pose = {  # shoulder flexion, shoulder abduction, elbow flexion of the held pose
+            "point": (1.5, 0.1, 0.05), "drink": (1.2, 0.1, 2.2), "phone_call": (1.0, 0.45, 2.3), "salute": (0.9, 0.8, 2.0),
+        }[action]  # fmt: skip
+        arm = "l" if side == _LEFT else "r"
+        a[f"sf_{arm}"] = a[f"sf_{arm}"] + u * (pose[0] * rng.uniform(0.9, 1.1) - a[f"sf_{arm}"])
+        a[f"sa_{arm}"] = a[f"sa_{arm}"] + u * (pose[1] * rng.uniform(0.9, 1.1) - a[f"sa_{arm}"])
+        a[f"ef_{arm}"] = a[f"ef_{arm}"] + u * (pose[2] * rng.uniform(0.95, 1.05) - a[f"ef_{arm}"])
+    elif action == "throw":  # one arm wound up overhead, then whipped forward, body leaning into the release
+        start, duration = rng.uniform(0, 0.4) * t[-1], rng.uniform(0.6, 1.0) / speed
+        u = np.clip((t - start) / duration, 0, 1)
+        wind_up, release = np.clip(2 * u, 0, 1), np.clip(2 * u - 1, 0, 1)
+        sides(0.2 + 2.6 * wind_up - 2.0 * release ** 0.5, a["sf_l" if side == _RIGHT else "sf_r"], "sf")
+        sides(zero + 0.3, a["sa_l" if side == _RIGHT else "sa_r"], "sa")
+        sides(1.6 * wind_up * (1 - release), a["ef_l" if side == _RIGHT else "ef_r"], "ef")
+        a["lean"] = a["lean"] - 0.15 * wind_up * (1 - release) + 0.35 * amp * release
+    elif action == "bow":  # bending forward at the hips, arms hanging: "squat" without bending the knees
+        d = 0.5 * (1 - np.cos(wave_of(0.5))) * amp
+        a["lean"] = a["lean"] + 0.9 * d
+        a["sf_l"] = a["sf_r"] = 0.9 * d
     else:
-        raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
+        raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTION_SETS['fine'])}")
     return a
 
 
@@ -200,15 +248,23 @@ def _rotation(yaw: float, pitch: float) -> np.ndarray:
     return r_pitch @ r_yaw
 
 
-def generate_sample(action: int, rng: np.random.Generator, max_frames: int = 64) -> np.ndarray:
-    """One NTU-format sample ``float32 [3, max_frames, 25, 1]`` of action index ``action`` (zero-padded in time)."""
-    if not 0 <= action < len(ACTIONS):
-        raise ValueError(f"action index {action} out of range 0..{len(ACTIONS) - 1}")
+def _action_set(actions: str) -> tuple[str, ...]:
+    if actions not in ACTION_SETS:
+        raise ValueError(f"unknown action set {actions!r}; valid: {', '.join(ACTION_SETS)}")
+    return ACTION_SETS[actions]
+
+
+def generate_sample(action: int, rng: np.random.Generator, max_frames: int = 64, actions: str = "basic") -> np.ndarray:
+    """One NTU-format sample ``float32 [3, max_frames, 25, 1]`` of action index ``action`` of the set ``actions``
+    (zero-padded in time)."""
+    names = _action_set(actions)
+    if not 0 <= action < len(names):
+        raise ValueError(f"action index {action} out of range 0..{len(names) - 1}")
     length = int(rng.integers(max(8, int(0.6 * max_frames)), max_frames + 1))
     t = np.arange(length) / FPS * (64 / max_frames)  # ~1.3–2.1 s of motion (NTU clips: ~2–3 s) at any max_frames
     height = rng.uniform(1.45, 1.95)
     proportions = {k: rng.uniform(0.92, 1.08) for k in _SEGMENTS}
-    joints = _forward_kinematics(_angles(ACTIONS[action], t, rng), height, proportions)
+    joints = _forward_kinematics(_angles(names[action], t, rng), height, proportions)
     joints[:, :, 1] -= 0.55 * height  # camera at chest height
     joints = joints @ _rotation(rng.uniform(-math.pi, math.pi), rng.uniform(-0.17, 0.17)).T
     joints += np.array([rng.normal(0, 0.3), rng.normal(0, 0.1), rng.uniform(2.5, 3.8)])
@@ -225,32 +281,43 @@ def generate_sample(action: int, rng: np.random.Generator, max_frames: int = 64)
     return out
 
 
-def generate_actions(num_samples: int, seed: int = 0, max_frames: int = 64, num_persons: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """``(float32 [N, 3, max_frames, 25, num_persons], int64 [N])``: balanced classes in shuffled order, one
-    performer per sample (other person slots zero, as in NTU's single-person actions). Same seed, same data."""
+def generate_actions(
+    num_samples: int, seed: int = 0, max_frames: int = 64, num_persons: int = 2, actions: str = "basic"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(float32 [N, 3, max_frames, 25, num_persons], int64 [N])``: balanced classes of the action set ``actions``
+    (``ACTION_SETS``: "basic", 12 actions; "fine", those and 9 near neighbours) in shuffled order, one performer per
+    sample (other person slots zero, as in NTU's single-person actions). Same seed, same data."""
+    names = _action_set(actions)
     if num_samples < 1 or max_frames < 8 or num_persons < 1:
         raise ValueError(f"need num_samples >= 1, max_frames >= 8, num_persons >= 1; got {num_samples}, {max_frames}, {num_persons}")
     rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(num_samples) % len(ACTIONS)).astype(np.int64)
+    labels = rng.permutation(np.arange(num_samples) % len(names)).astype(np.int64)
     data = np.zeros((num_samples, 3, max_frames, 25, num_persons), dtype=np.float32)
     for i, label in enumerate(labels):
-        data[i, ..., :1] = generate_sample(int(label), rng, max_frames)
+        data[i, ..., :1] = generate_sample(int(label), rng, max_frames, actions)
     return data, labels
 
 
 def write_actions_dataset(
-    directory: str | Path, train: int = 4000, test: int = 1000, seed: int = 0, max_frames: int = 64, num_persons: int = 2
+    directory: str | Path,
+    train: int = 4000,
+    test: int = 1000,
+    seed: int = 0,
+    max_frames: int = 64,
+    num_persons: int = 2,
+    actions: str = "basic",
 ) -> Path:
     """Write a generated data set in the NTU/mmskeleton layout: ``{train,test}_data.npy`` (N, 3, T, 25, M) and
     ``{train,test}_label.pkl`` (sample names, labels), plus ``classes.json``. Train and test use disjoint seeds."""
     from zoo.data.skeleton import write_ntu_split
 
+    names = _action_set(actions)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for split, count, split_seed in (("train", train, seed), ("test", test, seed + 1_000_003)):
-        data, labels = generate_actions(count, split_seed, max_frames, num_persons)
+        data, labels = generate_actions(count, split_seed, max_frames, num_persons, actions)
         write_ntu_split(directory, split, data, labels)
-    (directory / "classes.json").write_text(json.dumps(list(ACTIONS)))
+    (directory / "classes.json").write_text(json.dumps(list(names)))
     return directory
 
 
@@ -262,9 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=64, help="frames per sample, zero-padded (default 64)")
     parser.add_argument("--persons", type=int, default=2, help="person slots M (default 2, as NTU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--actions", choices=list(ACTION_SETS), default="basic",
+        help="basic: 12 distinct actions (default); fine: those and 9 near neighbours of them (21 classes)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    out = write_actions_dataset(args.directory, args.train, args.test, args.seed, args.frames, args.persons)
-    print(f"wrote {args.train} train + {args.test} test samples of {len(ACTIONS)} actions to {out}")
+    out = write_actions_dataset(args.directory, args.train, args.test, args.seed, args.frames, args.persons, args.actions)
+    print(f"wrote {args.train} train + {args.test} test samples of {len(ACTION_SETS[args.actions])} actions to {out}")
     return 0
 
 
