@@ -544,3 +544,8 @@ def test_results_table_puts_the_random_init_baseline_on_its_protocol_row_and_nam
     assert lines[0] == "| protocol | metric | data | settings | pretrained | random-init | raw-input |"
     assert len([line for line in lines if line.startswith("| knn |")]) == 1
     assert lines[-1].startswith("Baselines: random-init: the same architecture and config, untrained (weight seeds 0, 1, 2; mean ± std over them)")
+    # a fine-tune's wall time is recorded beside its settings but does not split the row
+    tuned = [{**e, "protocol": "finetune", "settings": {"epochs": 10, "seconds": s}} for e, s in zip(results, (272.2, 364.3, 3.1))]
+    assert [line for line in results_table(tuned).splitlines() if line.startswith("| finetune |")] == [
+        "| finetune | accuracy | fashion-mnist (test) | epochs=10 | 0.85 | 0.25 ± 0.01 | 0.78 |"
+    ]

@@ -288,8 +288,9 @@ def result_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[tuple[di
     rows: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
     models: list[str] = []
     for entry in results:
-        # a random-init baseline's weight seeds are not a setting of the protocol: it shares the row it is a baseline in
-        settings = {k: v for k, v in (entry.get("settings") or {}).items() if k != "init_seeds"}
+        # a random-init baseline's weight seeds and a run's wall time are not settings of the protocol: every model
+        # evaluated under the same settings shares one row
+        settings = {k: v for k, v in (entry.get("settings") or {}).items() if k not in ("init_seeds", "seconds")}
         key = {k: entry[k] for k in ("protocol", "metric", "dataset", "split")} | {"settings": settings}
         rows.setdefault(json.dumps(key, sort_keys=True), (key, {}))[1][entry["model"]] = entry
         if entry["model"] not in models:

@@ -68,7 +68,9 @@ class FakePretrained:
         return type("DM", (), {"class_names": ["zero", "one", "two"]})()
 
 
-@pytest.mark.parametrize("labels", [torch.arange(3).repeat(20), torch.linspace(0, 1, 60)], ids=["classes", "regression"])
+@pytest.mark.parametrize(
+    "labels", [torch.arange(3).repeat(20), torch.arange(21).repeat(3), torch.linspace(0, 1, 60)], ids=["classes", "21-classes", "regression"]
+)
 def test_embedding_map_draws_classes_or_a_colour_scale(tmp_path, labels):
     out = embedding_map(FakePretrained(labels), tmp_path / "map.png", limit=50)
     assert out.read_bytes()[:8] == PNG

@@ -122,18 +122,24 @@ def embedding_map(pretrained: Any, out: str | Path, split: str = "test", limit: 
     xy = tsne_2d(embeddings.numpy(), seed)
     y = labels.numpy()
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
     categorical = np.issubdtype(y.dtype, np.integer) and y.ndim == 1
+    classes = np.unique(y) if categorical else np.array([])
+    # up to 10 classes: the legend inside the map; up to 60: distinct colours and the legend beside it
+    fig, ax = plt.subplots(figsize=(6.4 if len(classes) <= 10 else 8.4, 5.6), dpi=100)
     if categorical:
         names = getattr(pretrained.datamodule(), "class_names", None)
-        classes = np.unique(y)
-        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        if len(classes) <= 10:
+            palette = [plt.get_cmap("tab10")(i) for i in range(10)]
+        else:
+            palette = [plt.get_cmap(name)(i) for name in ("tab20", "tab20b", "tab20c") for i in range(20)]
         for i, c in enumerate(classes):
             keep = y == c
             label = names[int(c)] if names is not None and int(c) < len(names) else str(int(c))
-            ax.scatter(xy[keep, 0], xy[keep, 1], s=4, color=cmap(i % cmap.N), label=label, alpha=0.8, linewidths=0)
-        if len(classes) <= 20:
-            ax.legend(markerscale=3, fontsize=7, loc="best", ncol=1 if len(classes) <= 10 else 2)
+            ax.scatter(xy[keep, 0], xy[keep, 1], s=4, color=palette[i % len(palette)], label=label, alpha=0.8, linewidths=0)
+        if len(classes) <= 10:
+            ax.legend(markerscale=3, fontsize=7, loc="best")
+        elif len(classes) <= len(palette):
+            ax.legend(markerscale=3, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if len(classes) <= 30 else 2)
     else:
         values = y.reshape(len(y), -1)[:, 0].astype(float)
         points = ax.scatter(xy[:, 0], xy[:, 1], s=4, c=values, cmap="viridis", alpha=0.8, linewidths=0)
