@@ -10,7 +10,7 @@ datamodule does). Then:
     python examples/finetune_starter.py --pretrained checkpoints/skeleton_mae-generated --head method      # skeletons
     python examples/finetune_starter.py --pretrained checkpoints/slap-music-captions                      # audio
 
-(skeletons and audio read generated data: ``zoo data build skeleton-actions runs/skeleton-actions``,
+(skeletons and audio read generated data: ``zoo data build skeleton-actions runs/skeleton-actions-fine --actions fine``,
 ``zoo data build music-captions runs/data/music-captions``.) The same with every option on the command line:
 ``zoo finetune --pretrained DIR --config configs/finetune/<data>.yaml``.
 """
@@ -39,7 +39,7 @@ def my_data(input_key: str) -> L.LightningDataModule:
     if input_key == "skeleton":  # [B, C, T, V, M]
         from zoo.data.skeleton import SkeletonDataModule
 
-        return SkeletonDataModule("runs/skeleton-actions", data_format="generated", num_frames=32, num_persons=1,
+        return SkeletonDataModule("runs/skeleton-actions-fine", data_format="generated", num_frames=32, num_persons=1,
                                   val_size=400, knn_bank_size=0)  # fmt: skip
     if input_key == "audio":  # waveforms [B, samples]
         from zoo.data.audio_text import AudioTextDataModule
