@@ -79,13 +79,16 @@ def _trainer(step, total):
 
 
 def _shipped_configs() -> dict[str, dict]:
-    """The shipped config.json files as written before ema_tau_schedule existed (the re-saved ones: their fixtures)."""
-    old = REPO / "tests" / "fixtures" / "old_configs"
+    """The config.json files shipped before ema_tau_schedule existed: those still in checkpoints/ (the re-saved ones:
+    their fixtures in old_configs) and the zoo 0.1 I-JEPA and DMT-JEPA checkpoints kept in legacy_checkpoints."""
+    fixtures = REPO / "tests" / "fixtures"
+    paths = {p.parent.name: p for p in sorted((REPO / "checkpoints").glob("*/config.json"))}
+    paths |= {p.parent.name: p for p in sorted((fixtures / "legacy_checkpoints").glob("*/config.json"))}
     configs = {
-        p.parent.name: json.loads((old / f"{p.parent.name}.json" if (old / f"{p.parent.name}.json").is_file() else p).read_text())
-        for p in sorted((REPO / "checkpoints").glob("*/config.json"))
+        name: json.loads((fixtures / "old_configs" / f"{name}.json" if (fixtures / "old_configs" / f"{name}.json").is_file() else p).read_text())
+        for name, p in paths.items()
     }
-    return {name: config for name, config in configs.items() if config["method"] in OLD_TAU}
+    return {name: c for name, c in configs.items() if c["method"] in OLD_TAU and "ema_tau_schedule" not in c}
 
 
 def test_every_shipped_ema_method_is_covered():

@@ -114,7 +114,7 @@ def test_a_lightning_checkpoint_of_zoo_0_1_loads_with_its_layout_and_embeds_as_t
 
     from zoo.hub import load_checkpoint_model
 
-    folder = REPO / "checkpoints" / "ijepa-fashion-mnist"
+    folder = REPO / "tests" / "fixtures" / "legacy_checkpoints" / "ijepa-fashion-mnist"  # the checkpoint zoo 0.1 shipped
     config = json.loads((folder / "config.json").read_text())
     old = {  # what `zoo fit` of zoo 0.1 wrote: no pos_embed_order, the predictor under its old names
         "state_dict": load_file(folder / "model.safetensors"), "zoo_method": "ijepa", "pytorch-lightning_version": "2.5.0",
