@@ -544,6 +544,16 @@ def test_results_table_puts_the_random_init_baseline_on_its_protocol_row_and_nam
     assert lines[0] == "| protocol | metric | data | settings | pretrained | random-init | raw-input |"
     assert len([line for line in lines if line.startswith("| knn |")]) == 1
     assert lines[-1].startswith("Baselines: random-init: the same architecture and config, untrained (weight seeds 0, 1, 2; mean ± std over them)")
+    # a baseline's own settings (here its input) leave the row to a note under the table
+    tabular = [{**e, "protocol": "tabular", "settings": {"adapter": "flatten", **({"input": "one-hot"} if e["model"] == "raw-input" else {})}} for e in results]
+    table = results_table(tabular).splitlines()
+    assert [line for line in table if line.startswith("| tabular |")] == [
+        "| tabular | accuracy | fashion-mnist (test) | adapter=flatten | 0.85 | 0.25 ± 0.01 | 0.78 |"
+    ]
+    assert table[-1] == "Settings of one model only: raw-input: input=one-hot."
+    # a model evaluated under two settings keeps one row per settings
+    twice = results + [{**results[0], "value": 0.9, "settings": {"k": 20}}]
+    assert [line.split(" | ")[3:5] for line in results_table(twice).splitlines() if line.startswith("| knn |")] == [["k=200", "0.85"], ["k=20", "0.9"]]
     # a fine-tune's wall time is recorded beside its settings but does not split the row
     tuned = [{**e, "protocol": "finetune", "settings": {"epochs": 10, "seconds": s}} for e, s in zip(results, (272.2, 364.3, 3.1))]
     assert [line for line in results_table(tuned).splitlines() if line.startswith("| finetune |")] == [

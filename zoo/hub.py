@@ -282,21 +282,51 @@ def format_settings(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()) or "-"
 
 
+#: recorded beside a result's settings but not settings of its protocol: a random-init baseline's weight seeds, a
+#: run's wall time
+NOT_SETTINGS = ("init_seeds", "seconds")
+
+
+def _protocol_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (entry.get("settings") or {}).items() if k not in NOT_SETTINGS}
+
+
 def result_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]]:
-    """The results grouped for a table: ``(models, [(row key, {model: entry})])`` with one row per protocol, metric,
-    data and settings, and the models as columns (pretrained, then the baselines)."""
-    rows: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
+    """The results grouped for a table: ``(models, [(row key, {model: entry})])``, the models as columns (pretrained,
+    then the baselines). One row per protocol, metric and data when each model has one entry there, under the
+    settings they share (what only some of them set, e.g. a baseline's own classifier, is in :func:`model_settings`);
+    one row per distinct settings where a model was evaluated under several."""
+    groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     models: list[str] = []
     for entry in results:
-        # a random-init baseline's weight seeds and a run's wall time are not settings of the protocol: every model
-        # evaluated under the same settings shares one row
-        settings = {k: v for k, v in (entry.get("settings") or {}).items() if k not in ("init_seeds", "seconds")}
-        key = {k: entry[k] for k in ("protocol", "metric", "dataset", "split")} | {"settings": settings}
-        rows.setdefault(json.dumps(key, sort_keys=True), (key, {}))[1][entry["model"]] = entry
+        head = {k: entry[k] for k in ("protocol", "metric", "dataset", "split")}
+        groups.setdefault(json.dumps(head, sort_keys=True), (head, []))[1].append(entry)
         if entry["model"] not in models:
             models.append(entry["model"])
+    rows: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]] = []
+    for head, entries in groups.values():
+        if len({e["model"] for e in entries}) == len(entries):
+            first = _protocol_settings(entries[0])
+            shared = {k: v for k, v in first.items() if all(_protocol_settings(e).get(k, object()) == v for e in entries)}
+            rows.append((head | {"settings": shared}, {e["model"]: e for e in entries}))
+            continue
+        by_settings: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
+        for e in entries:
+            settings = _protocol_settings(e)
+            by_settings.setdefault(json.dumps(settings, sort_keys=True), (head | {"settings": settings}, {}))[1][e["model"]] = e
+        rows.extend(by_settings.values())
     ordered = [m for m in BASELINE_ORDER if m in models] + [m for m in models if m not in BASELINE_ORDER]
-    return ordered, list(rows.values())
+    return ordered, rows
+
+
+def model_settings(results: list[dict[str, Any]]) -> dict[str, str]:
+    """Per model, the settings of its entries that their table row does not show (:func:`result_rows`)."""
+    own: dict[str, dict[str, Any]] = {}
+    for key, by_model in result_rows(results)[1]:
+        for model, entry in by_model.items():
+            extra = {k: v for k, v in _protocol_settings(entry).items() if k not in key["settings"]}
+            own.setdefault(model, {}).update(extra)
+    return {model: format_settings(extra) for model, extra in own.items() if extra}
 
 
 def results_table(results: list[dict[str, Any]]) -> str:
@@ -315,7 +345,12 @@ def results_table(results: list[dict[str, Any]]) -> str:
     if init_seeds:
         notes["random-init"] += f" (weight seeds {', '.join(map(str, init_seeds))}" + ("; mean ± std over them)" if len(init_seeds) > 1 else ")")
     described = [f"{m}: {notes[m]}" for m in models if m in notes]
-    return "\n".join(lines) + (f"\n\nBaselines: {'; '.join(described)}." if described else "")
+    own = model_settings(results)
+    return (
+        "\n".join(lines)
+        + (f"\n\nBaselines: {'; '.join(described)}." if described else "")
+        + (f"\n\nSettings of one model only: {'; '.join(f'{m}: {own[m]}' for m in models if m in own)}." if own else "")
+    )
 
 
 def eval_results(results: list[dict[str, Any]]) -> list[EvalResult] | None:
