@@ -107,6 +107,10 @@ def test_datamodule_batches_pseudo_classes_caches_them_and_lightning_sets_the_ep
     assert all(len(set(labels[b])) == 32 for b in batch_indices)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
 
+    # asked for before the trainer knows its world size (one process), then under 2-process DDP: k follows the global
+    # batch, so that each global batch can hold one image per pseudo-class
+    assert len(set(datamodule.pseudo_labels(2))) == 64 and len(set(datamodule.pseudo_labels(1))) == 32
+
     # a second run reads the cache instead of training the autoencoder again
     import zoo.data.pseudo_labels as pseudo_labels
 

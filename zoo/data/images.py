@@ -375,7 +375,7 @@ class ImageDataModule(ZooDataModule):
         self.pin_memory = bool(pin_memory)
         self.drop_last = bool(drop_last)
         self.pseudo_label_config = None if pseudo_label_batches is None else resolve_pseudo_label_config(pseudo_label_batches)
-        self._pseudo_labels: np.ndarray | None = None
+        self._pseudo_labels: dict[int, np.ndarray] = {}  # by number of pseudo-classes
         self._datasets: dict[str, ImageTensorDataset] | None = None
         self._indices: dict[str, np.ndarray] = {}
         self._num_classes: int | None = None
@@ -536,12 +536,14 @@ class ImageDataModule(ZooDataModule):
         return self.pseudo_label_config is None  # G-SimCLR batches come from their own sampler
 
     def pseudo_labels(self, num_replicas: int = 1) -> np.ndarray:
-        """G-SimCLR pseudo-classes of the train split (computed once, cached on disk)."""
-        if self._pseudo_labels is None:
-            assert self.pseudo_label_config is not None
-            k = self.pseudo_label_config["num_clusters"] or self.batch_size * num_replicas
-            self._pseudo_labels = cached_pseudo_labels(self._dataset("train").images, k, self.pseudo_label_config)
-        return self._pseudo_labels
+        """G-SimCLR pseudo-classes of the train split (computed once per number of classes, cached on disk). k is the
+        global batch size unless set, so it depends on ``num_replicas``: the loader may be asked for before the
+        trainer knows its world size, and a k of one process under DDP would leave no full batch."""
+        assert self.pseudo_label_config is not None
+        k = self.pseudo_label_config["num_clusters"] or self.batch_size * num_replicas
+        if k not in self._pseudo_labels:
+            self._pseudo_labels[k] = cached_pseudo_labels(self._dataset("train").images, k, self.pseudo_label_config)
+        return self._pseudo_labels[k]
 
     def prepare_data(self) -> None:
         # the autoencoder and k-means run once, on one process per node; the other ranks read the cache
