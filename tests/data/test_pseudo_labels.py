@@ -98,6 +98,8 @@ def test_ranks_get_disjoint_slices_of_each_global_batch():
 def test_datamodule_batches_pseudo_classes_caches_them_and_lightning_sets_the_epoch(tmp_path, monkeypatch, tiny_encoder):
     settings = {"autoencoder_epochs": 1, "cache_dir": str(tmp_path / "cache")}
     datamodule = ImageDataModule(dataset="digits", batch_size=32, val_size=300, knn_bank_size=0, pseudo_label_batches=settings)
+    # describing the datamodule (jsonargparse does, before the trainer knows its world size) builds no loader
+    assert str(datamodule).startswith("ImageDataModule(dataset='digits', ") and not list((tmp_path / "cache").glob("*"))
     loader = datamodule.train_dataloader()
     labels = datamodule.pseudo_labels()
     assert len(set(labels)) == 32  # k = the batch size

@@ -109,6 +109,13 @@ class ZooDataModule(L.LightningDataModule):
         skip = position["batches"] * batch_size
         return EpochShuffleSampler(num_samples, seed, position["epoch"], skip=skip, num_replicas=self._world_size(), rank=rank)
 
+    def __str__(self) -> str:
+        # LightningDataModule's __str__ builds every dataloader to describe them, and jsonargparse's argument links
+        # call it while the CLI instantiates its classes, before the trainer knows its world size: that would load
+        # the data there, and cluster G-SimCLR's pseudo-labels for one process. The class and its settings suffice.
+        settings = ", ".join(f"{k}={v!r}" for k, v in dict(getattr(self, "hparams", {}) or {}).items())
+        return f"{type(self).__name__}({settings})"
+
     def _world_size(self) -> int:
         return self.trainer.world_size if self.trainer is not None else 1
 
