@@ -86,7 +86,6 @@ def plans(data: Path) -> list[Plan]:
         Plan("gsimclr", CONFIGS / "simclr" / "digits.yaml", (
             "--model.init_args.encoder", json.dumps(TINY_ENCODER), "--data.init_args.pseudo_label_batches",
             json.dumps({"autoencoder_epochs": 1, "cache_dir": str(data / "pseudo-labels")}),
-            "--trainer.use_distributed_sampler", "false",  # README: the batch sampler slices each global batch itself
         ), images, 8),
         Plan("byol", CONFIGS / "byol" / "digits.yaml", (
             "--model.init_args.encoder", json.dumps(TINY_ENCODER), *_flags(TINY_HEADS), "--model.init_args.predictor_hidden_dim", "16",
@@ -293,13 +292,7 @@ def test_two_process_cli_path(method, two_processes, tmp_path):
     assert (interrupted["global_step"], interrupted["epoch"]) == (6, 1)
     expected = torch.load(root / "reference" / "checkpoints" / "last.ckpt", weights_only=True)
     final = torch.load(root / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
-    if method == "gsimclr":
-        # G-SimCLR's batches come from its own sampler, which does not resume mid-epoch (resumable_train_order):
-        # the resumed run completes the schedule but replays other batches than the uninterrupted one
-        assert final["global_step"] == expected["global_step"] == 2 * STEPS_PER_EPOCH
-        assert expected["lr_schedulers"] == final["lr_schedulers"]
-    else:
-        _assert_same_weights(expected, final)
+    _assert_same_weights(expected, final)
 
     # validation ran on both processes after each epoch, and test after fit
     assert final["zoo_training_record"]["trainer"]["world_size"] == 2
@@ -311,8 +304,7 @@ def test_two_process_cli_path(method, two_processes, tmp_path):
     # predict: one file from both ranks, each sample once, in dataset order; the exported model embeds the same rows
     # in one process to the same values
     written = load_file(root / "embeddings.safetensors")
-    # use_distributed_sampler false (G-SimCLR) leaves every loader unsharded: both ranks predict the same rows
-    rows = (1 if method == "gsimclr" else 2) * PREDICT_BATCHES * plan.batch
+    rows = 2 * PREDICT_BATCHES * plan.batch
     assert torch.equal(written["index"], torch.arange(rows))
     assert not list(root.glob("embeddings.rank*"))
     assert main(["export", str(root / "resumed" / "checkpoints" / "last.ckpt"), str(tmp_path / "hub")]) == 0

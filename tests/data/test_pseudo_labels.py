@@ -4,6 +4,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import BatchSampler
 
 from tests.test_cli import tiny_overrides
 from zoo.cli import main
@@ -63,7 +64,7 @@ def all_batches(sampler: PseudoClassBatchSampler) -> list[list[int]]:
 def test_no_batch_repeats_a_pseudo_class(balanced):
     rng = np.random.default_rng(1)
     labels = np.arange(1000) % 16 if balanced else rng.choice(16, size=1000, p=np.r_[0.3, np.full(15, 0.7 / 15)])
-    sampler = PseudoClassBatchSampler(labels, batch_size=16, seed=3)
+    sampler = PseudoClassBatchSampler(None, 16, pseudo_labels=labels, seed=3)
     batches = all_batches(sampler)
     assert len(batches) == len(sampler) and all(len(b) == 16 for b in batches)
     for batch in batches:
@@ -76,23 +77,53 @@ def test_no_batch_repeats_a_pseudo_class(balanced):
 
 def test_order_is_seeded_and_changes_every_epoch():
     labels = np.arange(640) % 32
-    a, b = PseudoClassBatchSampler(labels, 32, seed=0), PseudoClassBatchSampler(labels, 32, seed=0)
+    a, b = (PseudoClassBatchSampler(None, 32, pseudo_labels=labels, seed=0) for _ in range(2))
     assert all_batches(a) == all_batches(b)
     first = all_batches(a)
     a.sampler.set_epoch(1)
     assert all_batches(a) != first
-    assert all_batches(PseudoClassBatchSampler(labels, 32, seed=1)) != first
+    assert all_batches(PseudoClassBatchSampler(None, 32, pseudo_labels=labels, seed=1)) != first
 
 
 def test_ranks_get_disjoint_slices_of_each_global_batch():
     labels = np.arange(512) % 64
-    ranks = [all_batches(PseudoClassBatchSampler(labels, 32, seed=0, num_replicas=2, rank=r)) for r in range(2)]
+    ranks = [all_batches(PseudoClassBatchSampler(None, 32, pseudo_labels=labels, seed=0, num_replicas=2, rank=r)) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 8
     for part0, part1 in zip(*ranks):
         global_batch = part0 + part1
         assert len(set(labels[global_batch])) == 64  # the constraint holds over the global batch
     with pytest.raises(ValueError, match="drop_last"):
-        PseudoClassBatchSampler(labels, 32, num_replicas=2, rank=0, drop_last=False)
+        PseudoClassBatchSampler(None, 32, False, pseudo_labels=labels, num_replicas=2, rank=0)
+
+
+def test_lightning_reinstantiates_it_around_its_distributed_sampler_and_ranks_take_their_slices():
+    """Under DDP Lightning re-creates a BatchSampler subclass with the DistributedSampler it injects; the rank and
+    world size come from that sampler, the order stays the common (seed, epoch) one."""
+    from lightning.fabric.utilities.data import _replace_dunder_methods
+    from lightning.pytorch.utilities.data import _update_dataloader
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    labels = np.arange(512) % 64
+    dataset = list(range(512))
+    with _replace_dunder_methods(BatchSampler):  # what Lightning does around a datamodule's train_dataloader()
+        loader = DataLoader(dataset, batch_sampler=PseudoClassBatchSampler(None, 32, pseudo_labels=labels, seed=0, skip_batches=1))
+    for rank in range(2):
+        injected = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        batch_sampler = _update_dataloader(loader, injected).batch_sampler
+        assert isinstance(batch_sampler, PseudoClassBatchSampler) and (batch_sampler.num_replicas, batch_sampler.rank) == (2, rank)
+        explicit = PseudoClassBatchSampler(None, 32, pseudo_labels=labels, seed=0, num_replicas=2, rank=rank)
+        assert all_batches(batch_sampler) == all_batches(explicit)[1:]  # the resumed epoch skips its first batch
+        assert all_batches(batch_sampler) == all_batches(explicit)  # later epochs are whole
+
+
+def test_a_resumed_epoch_continues_with_the_batches_not_trained_on():
+    labels = np.arange(640) % 32
+    whole = PseudoClassBatchSampler(None, 32, pseudo_labels=labels, seed=0)
+    whole.sampler.set_epoch(3)
+    resumed = PseudoClassBatchSampler(None, 32, pseudo_labels=labels, seed=0, skip_batches=5)
+    resumed.sampler.set_epoch(3)
+    assert len(resumed) == len(whole) == 20
+    assert all_batches(resumed) == all_batches(whole)[5:]
 
 
 def test_datamodule_batches_pseudo_classes_caches_them_and_lightning_sets_the_epoch(tmp_path, monkeypatch, tiny_encoder):

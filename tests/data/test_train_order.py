@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from lightning.fabric.utilities.data import _set_sampler_epoch
 
 from zoo.data.audio_text import AudioTextDataModule
+from zoo.data.images import ImageDataModule
 from zoo.data.music_captions import build
 from zoo.data.skeleton import SkeletonDataModule
 from zoo.data.skeleton_generator import write_actions_dataset
@@ -32,13 +34,18 @@ def _audio(tmp_path):
     return dm, "audio"
 
 
+def _gsimclr(tmp_path):
+    settings = {"autoencoder_epochs": 1, "cache_dir": str(tmp_path / "pseudo-labels")}
+    return ImageDataModule(dataset="digits", batch_size=32, val_size=300, knn_bank_size=0, seed=5, pseudo_label_batches=settings), "image"
+
+
 def _epoch(dm, key: str, epoch: int) -> list[torch.Tensor]:
     loader = dm.train_dataloader()
-    loader.sampler.set_epoch(epoch)
+    _set_sampler_epoch(loader, epoch)  # as Lightning does before each epoch
     return [batch[key] for batch in loader]
 
 
-@pytest.mark.parametrize("make", [_tabular, _skeleton, _audio], ids=["tabular", "skeleton", "audio_text"])
+@pytest.mark.parametrize("make", [_tabular, _skeleton, _audio, _gsimclr], ids=["tabular", "skeleton", "audio_text", "gsimclr"])
 def test_train_order_is_seeded_per_epoch_and_resumes_mid_epoch(make, tmp_path):
     dm, key = make(tmp_path)
     dm.setup("fit")
@@ -52,7 +59,9 @@ def test_train_order_is_seeded_per_epoch_and_resumes_mid_epoch(make, tmp_path):
     resumed, _ = make(tmp_path / "resumed")
     resumed.setup("fit")
     resumed.load_state_dict({"train_position": {"epoch": 1, "batches": 2}})  # what a mid-epoch checkpoint holds
-    rest = [batch[key] for batch in resumed.train_dataloader()]
+    loader = resumed.train_dataloader()
+    _set_sampler_epoch(loader, 1)  # Lightning sets the checkpoint's epoch
+    rest = [batch[key] for batch in loader]
     assert len(rest) == len(epoch1) - 2 and all(torch.equal(a, b) for a, b in zip(rest, epoch1[2:]))
 
 

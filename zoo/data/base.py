@@ -86,8 +86,6 @@ class ZooDataModule(L.LightningDataModule):
     the loaders; :attr:`collate_fn` replaces :func:`collate_batch` when samples are not dicts of equal-shape tensors.
     """
 
-    #: whether the train order comes from :meth:`train_sampler` (and is saved in checkpoints)
-    resumable_train_order: bool = True
     #: the loaders' ``collate_fn``
     collate_fn: Callable[[Any], Any] = staticmethod(collate_batch)
     batch_size: int
@@ -103,11 +101,16 @@ class ZooDataModule(L.LightningDataModule):
 
     def train_sampler(self, num_samples: int, seed: int, batch_size: int) -> EpochShuffleSampler:
         """The train loader's sampler: epoch e's order is a function of (seed, e), continued from a checkpoint."""
-        position, self._resume_position = self._resume_position or {"epoch": 0, "batches": 0}, None
+        position = self.take_resume_position()
         # under DDP each rank takes every W-th index of this global order and has consumed batches × batch_size
         rank = self.trainer.global_rank if self.trainer is not None else 0
         skip = position["batches"] * batch_size
         return EpochShuffleSampler(num_samples, seed, position["epoch"], skip=skip, num_replicas=self._world_size(), rank=rank)
+
+    def take_resume_position(self) -> dict[str, int]:
+        """``{"epoch", "batches"}`` of the checkpoint being resumed (once; then the start of training)."""
+        position, self._resume_position = self._resume_position or {"epoch": 0, "batches": 0}, None
+        return position
 
     def __str__(self) -> str:
         # LightningDataModule's __str__ builds every dataloader to describe them, and jsonargparse's argument links
@@ -121,7 +124,7 @@ class ZooDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """The train loader's position, saved in every checkpoint written while fitting (see :mod:`zoo.data.resume`)."""
-        if self.trainer is None or self.trainer.state.fn != "fit" or not self.resumable_train_order:
+        if self.trainer is None or self.trainer.state.fn != "fit":
             return {}
         return {"train_position": train_position(self.trainer)}
 

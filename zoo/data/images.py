@@ -307,7 +307,7 @@ class ImageDataModule(ZooDataModule):
         pseudo_label_batches: G-SimCLR batching (:mod:`zoo.data.pseudo_labels`): train batches in which no two
             images share a pseudo-class (denoising-autoencoder embeddings → balanced k-means, k = the global batch
             size), reshuffled every epoch. ``{}`` takes the defaults; None (default) gives plain shuffled batches.
-            Under DDP, set ``trainer.use_distributed_sampler: false`` (the sampler slices each global batch itself).
+            Under DDP every rank deals the same order and trains its slice of each global batch.
     """
 
     DATASETS = ("fashion-mnist", "mnist", "idx", "digits", "cifar10", "cifar100", "stl10", "stl10-unlabeled")
@@ -525,15 +525,14 @@ class ImageDataModule(ZooDataModule):
             return super().train_dataloader()
         ds = self._dataset("train")
         self.check_train_size(len(ds))
+        # under DDP Lightning re-creates the batch sampler around its DistributedSampler, whose rank and world size
+        # it then reads; with use_distributed_sampler=False these two say them
         rank = self.trainer.global_rank if self.trainer is not None else 0
         sampler = PseudoClassBatchSampler(
-            self.pseudo_labels(self._world_size()), self.batch_size, self.seed, self.drop_last, self._world_size(), rank
-        )
+            None, self.batch_size, self.drop_last, pseudo_labels=self.pseudo_labels(self._world_size()), seed=self.seed,
+            num_replicas=self._world_size(), rank=rank, skip_batches=self.take_resume_position()["batches"],
+        )  # fmt: skip
         return self.make_loader(ds, batch_sampler=sampler)
-
-    @property
-    def resumable_train_order(self) -> bool:  # type: ignore[override]
-        return self.pseudo_label_config is None  # G-SimCLR batches come from their own sampler
 
     def pseudo_labels(self, num_replicas: int = 1) -> np.ndarray:
         """G-SimCLR pseudo-classes of the train split (computed once per number of classes, cached on disk). k is the

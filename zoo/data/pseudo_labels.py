@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler, DistributedSampler, Sampler
 
 from zoo.data.base import DataError
 
@@ -302,34 +302,42 @@ class PseudoClassOrder(Sampler[int]):
             yield from block
 
 
-class PseudoClassBatchSampler(Sampler[list[int]]):
+class PseudoClassBatchSampler(BatchSampler):
     """Batches of :class:`PseudoClassOrder`: each global batch (``batch_size × num_replicas`` images) has at most
     one image per pseudo-class, and rank r gets its ``batch_size`` slice. ``drop_last`` drops the leftovers that
-    cannot fill a batch (fewer than one batch when the pseudo-classes are balanced)."""
+    cannot fill a batch (fewer than one batch when the pseudo-classes are balanced).
+
+    Under DDP, Lightning re-creates this sampler around the ``DistributedSampler`` it injects (the ``sampler``
+    argument). Only that sampler's ``num_replicas`` and ``rank`` are read: its order, a different permutation per
+    rank, would break the constraint over the global batch, so every rank deals the same (seed, epoch) order and
+    takes its slice. Without a distributed sampler (one process, or ``use_distributed_sampler=False``) the
+    ``num_replicas`` and ``rank`` arguments say it. ``skip_batches`` drops the first batches of the first epoch
+    iterated only: a run resumed from a mid-epoch checkpoint continues where the interrupted one stopped.
+    """
 
     def __init__(
-        self, pseudo_labels: np.ndarray, batch_size: int, seed: int = 0, drop_last: bool = True,
-        num_replicas: int = 1, rank: int = 0,
-    ) -> None:
+        self, sampler: Sampler | None, batch_size: int, drop_last: bool = True, *,
+        pseudo_labels: np.ndarray, seed: int = 0, num_replicas: int = 1, rank: int = 0, skip_batches: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(range(len(pseudo_labels)), batch_size, drop_last)
+        if isinstance(sampler, DistributedSampler):
+            num_replicas, rank = sampler.num_replicas, sampler.rank
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} out of range for {num_replicas} replicas")
         if num_replicas > 1 and not drop_last:
             raise ValueError("with several replicas use drop_last=True: every rank needs the same number of full batches")
-        self.sampler = PseudoClassOrder(pseudo_labels, batch_size * num_replicas, seed)  # Lightning sets its epoch
-        # not named batch_size/drop_last-compatible on purpose: under DDP Lightning must not re-instantiate this
-        # sampler around its DistributedSampler (that would break the constraint); it asks for
-        # use_distributed_sampler=False instead, and the rank slicing happens here
-        self.local_batch_size = batch_size
-        self.drop_incomplete = drop_last
-        self.num_replicas = num_replicas
-        self.rank = rank
+        # the sampler Lightning calls set_epoch on (it looks at batch_sampler.sampler)
+        self.sampler = PseudoClassOrder(pseudo_labels, batch_size * num_replicas, seed)  # type: ignore[assignment]
+        self.num_replicas, self.rank, self.skip_batches = num_replicas, rank, skip_batches
 
     def __len__(self) -> int:
-        if self.drop_incomplete:
-            return self.sampler.num_full_blocks()
-        return len(self.sampler.blocks())
+        if self.drop_last:
+            return self.sampler.num_full_blocks()  # type: ignore[attr-defined]
+        return len(self.sampler.blocks())  # type: ignore[attr-defined]
 
     def __iter__(self) -> Iterator[list[int]]:
-        # a full block has no pseudo-class twice; an incomplete one (the leftovers) only comes with drop_last=False
-        for block in self.sampler.blocks()[: len(self)]:
-            yield block[self.rank * self.local_batch_size : (self.rank + 1) * self.local_batch_size]
+        # a full block has no pseudo-class twice; an incomplete one (the leftovers) only comes with drop_last=False.
+        # The skip is read once: only the resumed epoch is shortened (its remaining batches are counted by the loop).
+        skip, self.skip_batches = self.skip_batches, 0
+        for block in self.sampler.blocks()[skip : len(self)]:  # type: ignore[attr-defined]
+            yield block[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
