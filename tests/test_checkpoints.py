@@ -29,6 +29,12 @@ def test_there_is_at_least_one_checkpoint():
     assert CHECKPOINTS
 
 
+def test_the_shipped_checkpoints_stay_under_60_mb_in_all():
+    # the repository's budget for checkpoints/ (weights, cards and figures): a clone must stay quick to make
+    total = sum(f.stat().st_size for f in CHECKPOINTS[0].parent.rglob("*") if f.is_file())
+    assert total < 60_000_000, f"checkpoints/ holds {total / 1e6:.1f} MB; export with --inference-only or drop a checkpoint"
+
+
 @pytest.mark.parametrize("name", sorted(OLD_NAMES))
 def test_a_config_with_the_old_names_loads_with_one_warning_per_name_and_embeds_the_same(name, tmp_path):
     shipped = Path(__file__).resolve().parents[1] / "checkpoints" / name
