@@ -109,7 +109,7 @@ def test_shipped_checkpoint_loads_and_embeds(folder, tmp_path):
 
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "shipped_jepa_embeddings.safetensors"
-# the image JEPA checkpoints zoo 0.1 shipped (since replaced in checkpoints/ by 10-epoch runs), kept to test loading
+# the JEPA checkpoints zoo 0.1 shipped (since replaced in checkpoints/ by runs of the current recipes), kept to test loading
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_checkpoints"
 
 
