@@ -103,9 +103,8 @@ class ZooDataModule(L.LightningDataModule):
         """The train loader's sampler: epoch e's order is a function of (seed, e), continued from a checkpoint."""
         position = self.take_resume_position()
         # under DDP each rank takes every W-th index of this global order and has consumed batches × batch_size
-        rank = self.trainer.global_rank if self.trainer is not None else 0
         skip = position["batches"] * batch_size
-        return EpochShuffleSampler(num_samples, seed, position["epoch"], skip=skip, num_replicas=self._world_size(), rank=rank)
+        return EpochShuffleSampler(num_samples, seed, position["epoch"], skip=skip, num_replicas=self._world_size(), rank=self._rank())
 
     def take_resume_position(self) -> dict[str, int]:
         """``{"epoch", "batches"}`` of the checkpoint being resumed (once; then the start of training)."""
@@ -121,6 +120,9 @@ class ZooDataModule(L.LightningDataModule):
 
     def _world_size(self) -> int:
         return self.trainer.world_size if self.trainer is not None else 1
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
 
     def state_dict(self) -> dict[str, Any]:
         """The train loader's position, saved in every checkpoint written while fitting (see :mod:`zoo.data.resume`)."""

@@ -527,10 +527,9 @@ class ImageDataModule(ZooDataModule):
         self.check_train_size(len(ds))
         # under DDP Lightning re-creates the batch sampler around its DistributedSampler, whose rank and world size
         # it then reads; with use_distributed_sampler=False these two say them
-        rank = self.trainer.global_rank if self.trainer is not None else 0
         sampler = PseudoClassBatchSampler(
             None, self.batch_size, self.drop_last, pseudo_labels=self.pseudo_labels(self._world_size()), seed=self.seed,
-            num_replicas=self._world_size(), rank=rank, skip_batches=self.take_resume_position()["batches"],
+            num_replicas=self._world_size(), rank=self._rank(), skip_batches=self.take_resume_position()["batches"],
         )  # fmt: skip
         return self.make_loader(ds, batch_sampler=sampler)
 
