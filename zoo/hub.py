@@ -319,10 +319,10 @@ def result_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[tuple[di
     return ordered, rows
 
 
-def model_settings(results: list[dict[str, Any]]) -> dict[str, str]:
-    """Per model, the settings of its entries that their table row does not show (:func:`result_rows`)."""
+def model_settings(rows: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]) -> dict[str, str]:
+    """Per model, the settings of its entries that their table row (of :func:`result_rows`) does not show."""
     own: dict[str, dict[str, Any]] = {}
-    for key, by_model in result_rows(results)[1]:
+    for key, by_model in rows:
         for model, entry in by_model.items():
             extra = {k: v for k, v in _protocol_settings(entry).items() if k not in key["settings"]}
             own.setdefault(model, {}).update(extra)
@@ -345,7 +345,7 @@ def results_table(results: list[dict[str, Any]]) -> str:
     if init_seeds:
         notes["random-init"] += f" (weight seeds {', '.join(map(str, init_seeds))}" + ("; mean ± std over them)" if len(init_seeds) > 1 else ")")
     described = [f"{m}: {notes[m]}" for m in models if m in notes]
-    own = model_settings(results)
+    own = model_settings(rows)
     return (
         "\n".join(lines)
         + (f"\n\nBaselines: {'; '.join(described)}." if described else "")
