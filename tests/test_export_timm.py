@@ -10,6 +10,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 import zoo
+from tests.conftest import TINY_ENCODER
 from tests.method_cases import CASES
 from zoo.cli import main as zoo_main
 from zoo.export.timm import export_timm
@@ -58,12 +59,17 @@ def test_encoders_timm_cannot_express_fail_with_one_line(tmp_path, capsys):
     assert zoo_main(["export", "--format", "timm", str(source), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "small_image_stem" in err and not (tmp_path / "out").exists()
+    no_pool = tmp_path / "no_pool"
+    CASES["simclr"].build(encoder={**TINY_ENCODER, "small_image_stem": False, "stem_pool": False}).save_pretrained(no_pool)
+    assert zoo_main(["export", "--format", "timm", str(no_pool), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stem_pool: false" in err and not (tmp_path / "out").exists()
     # a tabular model has no image encoder
     tjepa = tmp_path / "tjepa"
     CASES["tjepa"].build().save_pretrained(tjepa)
     assert zoo_main(["export", "--format", "timm", str(tjepa), str(tmp_path / "out")]) == 2
     assert "timm export covers image encoders" in capsys.readouterr().err
-    np.testing.assert_equal(sorted(p.name for p in tmp_path.iterdir()), ["simclr", "tjepa"])
+    np.testing.assert_equal(sorted(p.name for p in tmp_path.iterdir()), ["no_pool", "simclr", "tjepa"])
 
 
 def test_push_format_timm_pushes_the_checked_model_with_timm(tmp_path, monkeypatch, capsys):

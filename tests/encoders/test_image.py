@@ -20,6 +20,18 @@ def test_small_image_stem_keeps_resolution(tiny_encoder):
     assert feats == {"small": 32, "default": 8}
 
 
+def test_stem_pool_false_keeps_the_strided_conv_and_drops_the_max_pool(tiny_encoder):
+    no_pool = ImageEncoder({**tiny_encoder, "small_image_stem": False, "stem_pool": False})
+    assert no_pool.backbone.conv1.stride == (2, 2) and no_pool.backbone.conv1.kernel_size == (7, 7)
+    assert isinstance(no_pool.backbone.maxpool, torch.nn.Identity)
+    feats = {}
+    no_pool.backbone.layer1.register_forward_hook(lambda m, i, o: feats.__setitem__("layer1", o.shape[-1]))
+    assert no_pool(torch.rand(2, 1, 32, 32)).shape == (2, 64)
+    assert feats == {"layer1": 16}  # twice the default stem's 8
+    with pytest.raises(ValueError, match=r"stem_pool: false needs a timm ResNet .*'vit_tiny_patch16_224'"):
+        ImageEncoder({"name": "vit_tiny_patch16_224", "in_chans": 1, "stem_pool": False})
+
+
 def test_uint8_and_float_inputs_give_the_same_embedding(tiny_encoder):
     enc = ImageEncoder({**tiny_encoder, "mean": [0.3], "std": [0.2]}).eval()
     images = torch.randint(0, 256, (3, 1, 12, 12), dtype=torch.uint8)

@@ -28,6 +28,7 @@ class ImageEncoderConfig(TypedDict, total=False):
     name: str  # any timm model name, e.g. "resnet18", "resnet50", "vit_small_patch16_224"
     in_chans: int  # 1 for grey images (Fashion-MNIST), 3 for RGB
     small_image_stem: bool  # ResNet: 3×3 stride-1 first conv, no max-pool (CIFAR-size images; SimCLR B.9)
+    stem_pool: bool  # ResNet: the stem's stride-2 max-pool; false doubles the resolution of every stage
     mean: Sequence[float]  # per-channel normalisation applied to [0, 1] inputs
     std: Sequence[float]
     model_kwargs: dict[str, Any]  # extra timm.create_model kwargs, e.g. {"layers": [1, 1, 1, 1]}
@@ -39,6 +40,7 @@ DEFAULT_IMAGE_ENCODER: ImageEncoderConfig = {
     "name": "resnet18",
     "in_chans": 3,
     "small_image_stem": False,
+    "stem_pool": True,
     "mean": (0.5,),
     "std": (0.5,),
     "model_kwargs": {},
@@ -117,13 +119,16 @@ def _timm_state_dict(model: nn.Module, path: Path, in_chans: int) -> dict[str, T
     return state
 
 
-def _apply_small_image_stem(backbone: nn.Module, name: str) -> None:
+def _apply_stem(backbone: nn.Module, name: str, small: bool, pool: bool) -> None:
+    """The ResNet stem options: ``small`` (3×3 stride-1 conv, no max-pool) or no max-pool (``pool`` false)."""
+    if not small and pool:
+        return
     conv1 = getattr(backbone, "conv1", None)
-    if not isinstance(conv1, nn.Conv2d) or not hasattr(backbone, "maxpool"):
-        raise ValueError(
-            f"small_image_stem needs a timm ResNet with a single-conv stem (conv1 + maxpool); {name!r} has none"
-        )
-    backbone.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    if not isinstance(conv1, nn.Conv2d) or not isinstance(getattr(backbone, "maxpool", None), nn.MaxPool2d):
+        option = "small_image_stem" if small else "stem_pool: false"
+        raise ValueError(f"{option} needs a timm ResNet with a single-conv stem (conv1 + maxpool); {name!r} has none")
+    if small:
+        backbone.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     backbone.maxpool = nn.Identity()
 
 
@@ -178,8 +183,7 @@ class ImageEncoder(nn.Module):
         if not timm.is_model(name):
             raise ValueError(f"unknown timm model {name!r} for the image encoder (see timm.list_models())")
         self.backbone = create_backbone(name, in_chans, dict(cfg["model_kwargs"]), cfg["pretrained"])
-        if cfg["small_image_stem"]:
-            _apply_small_image_stem(self.backbone, name)
+        _apply_stem(self.backbone, name, bool(cfg["small_image_stem"]), bool(cfg["stem_pool"]))
         self.config = cfg  # what rebuilds the backbone (the timm export reads it)
         if cfg["grad_checkpointing"]:
             self.backbone.set_grad_checkpointing(True)

@@ -61,10 +61,13 @@ def to_timm(model: Any) -> tuple[nn.Module, dict[str, Any]]:
         architecture = VIT_ARCHITECTURE
         state = {**vit.state_dict(), "pos_embed": encoder.pos_embed.detach().clone()}
     elif isinstance(encoder, ImageEncoder):
-        if encoder.config["small_image_stem"]:
+        stem = "small_image_stem (3x3 stride-1 stem, no max-pool)" if encoder.config["small_image_stem"] else (
+            "stem_pool: false (no max-pool)" if not encoder.config.get("stem_pool", True) else None
+        )
+        if stem:
             raise ExportError(
-                f"{encoder.config['name']} with small_image_stem (3x3 stride-1 stem, no max-pool) has no timm "
-                "equivalent; timm export needs an encoder built from timm arguments alone"
+                f"{encoder.config['name']} with {stem} has no timm equivalent; timm export needs an encoder built "
+                "from timm arguments alone"
             )
         architecture = encoder.config["name"]
         args = {"in_chans": encoder.in_chans, "num_classes": 0, **encoder.config["model_kwargs"]}
