@@ -24,6 +24,7 @@ from zoo.hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     dataset_label,
+    dataset_name,
     format_result,
     format_settings,
     read_record,
@@ -279,7 +280,8 @@ def plan_migration(record: dict[str, Any], config: dict[str, Any], card_text: st
     sections = _sections(card_text)
     card_metrics = {row[0]: row[1] for row in _table(sections.get("Metrics", ""))[1:] if len(row) == 2}
     metrics = dict(record.get("metrics") or {})
-    dataset = str(record.get("data", {}).get("dataset") or re.sub(r"[^\w.-]+", "-", dataset_label(record.get("data") or {}) or "unknown"))
+    data = record.get("data") or {}
+    dataset = str(data.get("dataset") or dataset_name(data) or "unknown")
     legacy = {k: v for k, v in {**card_metrics, **metrics}.items() if k.startswith("test/") and ("(" in k or k not in metrics)}
     moved = [k for k in legacy]
     if "test/knn_acc (random init)" in legacy and "test/knn_acc" in metrics:
