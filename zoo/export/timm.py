@@ -61,9 +61,9 @@ def to_timm(model: Any) -> tuple[nn.Module, dict[str, Any]]:
         architecture = VIT_ARCHITECTURE
         state = {**vit.state_dict(), "pos_embed": encoder.pos_embed.detach().clone()}
     elif isinstance(encoder, ImageEncoder):
-        stem = "small_image_stem (3x3 stride-1 stem, no max-pool)" if encoder.config["small_image_stem"] else (
-            "stem_pool: false (no max-pool)" if not encoder.config.get("stem_pool", True) else None
-        )
+        stems = {"small_image_stem (3x3 stride-1 stem, no max-pool)": encoder.config["small_image_stem"],
+                 "stem_pool: false (no max-pool)": not encoder.config["stem_pool"]}  # fmt: skip
+        stem = next((name for name, used in stems.items() if used), None)
         if stem:
             raise ExportError(
                 f"{encoder.config['name']} with {stem} has no timm equivalent; timm export needs an encoder built "
