@@ -27,7 +27,7 @@ import copy
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -109,11 +109,13 @@ def _better(task: str, new: float, best: float | None) -> bool:
 
 
 def train_head(
-    model: nn.Module, task: str, data: dict[str, tuple[Tensor, Tensor]], config: HeadConfig, seed: int
+    build: Callable[[], nn.Module], task: str, data: dict[str, tuple[Tensor, Tensor]], config: HeadConfig, seed: int
 ) -> dict[str, float]:
-    """Train ``model`` on ``data["train"]`` with early stopping on ``data["val"]``; the test metric is computed once,
-    with the weights of the best validation epoch."""
+    """Train the model ``build()`` makes on ``data["train"]`` with early stopping on ``data["val"]``; the test metric
+    is computed once, with the weights of the best validation epoch. The model is built after seeding, so its
+    initial weights depend on ``seed`` only, not on what used the global generator before."""
     torch.manual_seed(seed)
+    model = build()
     x_train, y_train = data["train"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
@@ -245,7 +247,7 @@ def evaluate_tabular(
     if baselines:
         raw = {s: torch.from_numpy(one_hot_features(x, num_numeric, cardinalities)) for s, (x, _) in arrays.items()}
         raw_data = {s: (raw[s], targets[s]) for s in raw}
-        timed("MLP, raw features", lambda seed: train_head(mlp(raw["train"].shape[1], out_dim, head), task, raw_data, head, seed))
+        timed("MLP, raw features", lambda seed: train_head(lambda: mlp(raw["train"].shape[1], out_dim, head), task, raw_data, head, seed))
 
     if model is not None:
         _frozen_encoder_runs(model, arrays, targets, task, out_dim, adapter, head, timed, result)
@@ -268,10 +270,12 @@ def _frozen_encoder_runs(model: Any, arrays: dict[str, Any], targets: dict[str, 
     num_tokens, dim = tokens["train"].shape[1:]
     token_data = {s: (tokens[s], targets[s]) for s in tokens}
 
-    def frozen_head(seed: int) -> dict[str, float]:
-        torch.manual_seed(seed)
+    def build() -> nn.Module:
         adapter_module, width = make_adapter(adapter, num_tokens, dim, head.per_token_dim)
-        return train_head(nn.Sequential(adapter_module, mlp(width, out_dim, head)), task, token_data, head, seed)
+        return nn.Sequential(adapter_module, mlp(width, out_dim, head))
+
+    def frozen_head(seed: int) -> dict[str, float]:
+        return train_head(build, task, token_data, head, seed)
 
     label = f"MLP on frozen {type(model).__name__} ({adapter})"
     timed(label, frozen_head)
