@@ -81,6 +81,11 @@ def test_regression_target_is_standardised_with_train_statistics_and_batches_are
     q = TabularDataModule(frame=df, target="y", numeric_scaling="quantile")
     xq, _ = q.arrays("train")
     assert xq[:, :3].min() >= 0 and xq[:, :3].max() <= 1 and abs(np.median(xq[:, 2]) - 0.5) < 0.05
+    # quantile_normal: train values standard normal (FT-Transformer), the same ranks as the uniform transform
+    qn = TabularDataModule(frame=df, target="y", numeric_scaling="quantile_normal")
+    xn, _ = qn.arrays("train")
+    assert abs(np.median(xn[:, 2])) < 0.15 and 0.8 < xn[:, 2].std() < 1.2 and xn[:, :3].min() < -1.5
+    assert (np.argsort(xn[:, 2], kind="stable") == np.argsort(xq[:, 2], kind="stable")).mean() > 0.99
 
 
 def test_csv_input_and_classification_loaders(tmp_path):

@@ -5,8 +5,9 @@ Preprocessing follows T-JEPA (Thimonier et al. 2025, §4 and the co-author's rel
 correction: every statistic is fitted on the **train split only** (the release fits on all rows, which leaks the
 test split into the scaling):
 
-- numeric columns: min-max to [0, 1] (the paper) or a uniform quantile transform; missing values get the train
-  median;
+- numeric columns: min-max to [0, 1] (the paper), a uniform quantile transform, or a quantile transform to a standard
+  normal (``quantile_normal``, the FT-Transformer preprocessing of Gorishniy et al. 2021); missing values get the
+  train median;
 - categorical columns: integer codes of the train split's categories, 1…K, with code 0 the unknown bucket for
   categories never seen in train; a missing value is its own category when train has missing values (it then
   carries information, as "?" does in Adult), else it falls in the unknown bucket;
@@ -35,7 +36,7 @@ from zoo.data.base import DataError, TensorDictDataset, ZooDataModule
 from zoo.data.sources import get_source, load_source_frame
 
 TASKS = ("auto", "classification", "regression")
-SCALINGS = ("minmax", "quantile")
+SCALINGS = ("minmax", "quantile", "quantile_normal")
 MISSING_CATEGORY = "<missing>"
 
 
@@ -130,7 +131,8 @@ class TabularPreprocessor:
         elif x.shape[1]:
             from sklearn.preprocessing import QuantileTransformer
 
-            self.quantile = QuantileTransformer(n_quantiles=min(1000, len(x)), output_distribution="uniform", subsample=10**6, random_state=0)
+            output = "normal" if self.scaling == "quantile_normal" else "uniform"
+            self.quantile = QuantileTransformer(n_quantiles=min(1000, len(x)), output_distribution=output, subsample=10**6, random_state=0)
             self.quantile.fit(x)
         self.vocabulary = {}
         for name in self.categorical:
@@ -194,7 +196,8 @@ class TabularDataModule(ZooDataModule):
             numeric and string / category / bool dtypes categorical. A column of numbers with a stray text cell is
             an error naming the cell (list it in categorical_columns to make its values categories).
         drop_columns: columns to leave out.
-        numeric_scaling: ``"minmax"`` (T-JEPA) or ``"quantile"``.
+        numeric_scaling: ``"minmax"`` (T-JEPA), ``"quantile"`` (uniform on [0, 1]) or ``"quantile_normal"`` (standard
+            normal, clipped by sklearn to about ±5.2; FT-Transformer's preprocessing).
         val_fraction, test_fraction: shares of the rows held out (seeded permutation), val for early stopping and
             the online evaluation, test for the reported numbers.
         seed: seed of the split and of the train loader's shuffling.
