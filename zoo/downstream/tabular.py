@@ -274,11 +274,8 @@ def _frozen_encoder_runs(model: Any, arrays: dict[str, Any], targets: dict[str, 
         adapter_module, width = make_adapter(adapter, num_tokens, dim, head.per_token_dim)
         return nn.Sequential(adapter_module, mlp(width, out_dim, head))
 
-    def frozen_head(seed: int) -> dict[str, float]:
-        return train_head(build, task, token_data, head, seed)
-
     label = f"MLP on frozen {type(model).__name__} ({adapter})"
-    timed(label, frozen_head)
+    timed(label, lambda seed: train_head(build, task, token_data, head, seed))
     result.seconds[label] += encode_seconds
 
 
